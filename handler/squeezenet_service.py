@@ -1,0 +1,646 @@
+"""SqueezeNet 1.1 (ONNX model zoo) as a Multi Model Server custom service.
+
+MMS imports this module by its bare name from the unpacked archive, so it imports nothing from the
+rest of the repository. Handler spec: ``squeezenet_service:handle``.
+
+Pipeline (numbers from ``signature.json``, never from code constants)::
+
+    bytes -> decode (Pillow, EXIF orientation, any mode -> RGB) -> shorter side to 256 (bilinear)
+          -> centre crop 224x224 -> [0, 1] -> (x - mean) / std -> NCHW float32
+          -> one forward pass for the whole batch -> softmax -> top k
+          -> [{"class": "<synset line>", "probability": p}, ...] per request
+
+Errors (the status code lives on the class; ``handle`` converts them in exactly one place)::
+
+    ServiceError                 500
+    +-- BadInput                 400  undecodable, empty, truncated, missing field, bad parameter
+    +-- PayloadTooLarge          413  too many bytes or too many pixels (decompression bomb)
+    +-- UnsupportedMediaType     415  a recognisable non-image (PDF, HTML, SVG, JSON, text, ...)
+    +-- ModelLoadError           503  the archive's files are missing or inconsistent (raised at load)
+
+A bad request gets its own 4xx with a JSON body naming the cause; the rest of the batch is answered.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_FILE = "signature.json"
+SYNSET_FILE = "synset.txt"
+
+
+# --------------------------------------------------------------------------------------------- errors
+class ServiceError(Exception):
+    """Root of the service's errors; ``status`` is the HTTP status the request is answered with."""
+
+    status = 500
+    reason = "Internal Server Error"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.status, "type": type(self).__name__, "message": str(self)}
+
+
+class BadInput(ServiceError):
+    status = 400
+    reason = "Bad Request"
+
+
+class PayloadTooLarge(ServiceError):
+    status = 413
+    reason = "Payload Too Large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status = 415
+    reason = "Unsupported Media Type"
+
+
+class ModelLoadError(ServiceError):
+    status = 503
+    reason = "Service Unavailable"
+
+
+# ------------------------------------------------------------------------------------ configuration
+@dataclass(frozen=True)
+class Preprocessing:
+    input_name: str
+    resize_shorter_side: int
+    crop_size: int
+    mean: np.ndarray  # shape (3, 1, 1), float32
+    std: np.ndarray  # shape (3, 1, 1), float32
+    scale: float
+    max_image_bytes: int
+    max_image_pixels: int
+    draft: bool
+
+
+@dataclass(frozen=True)
+class Signature:
+    preprocessing: Preprocessing
+    num_classes: int
+    topk: int
+    engine: str
+    model_file: str | None
+
+
+def _require(mapping: dict[str, Any], key: str, where: str) -> Any:
+    if key not in mapping:
+        raise ModelLoadError(f"{where}: missing key {key!r}")
+    return mapping[key]
+
+
+def parse_signature(raw: dict[str, Any], source: str = SIGNATURE_FILE) -> Signature:
+    """Validate an MMS ``signature.json`` extended with ``preprocessing``/``postprocessing``/``limits``."""
+    inputs = _require(raw, "inputs", source)
+    outputs = _require(raw, "outputs", source)
+    if not isinstance(inputs, list) or len(inputs) != 1:
+        raise ModelLoadError(f"{source}: 'inputs' must list exactly one input")
+    if not isinstance(outputs, list) or len(outputs) != 1:
+        raise ModelLoadError(f"{source}: 'outputs' must list exactly one output")
+    data_shape = list(_require(inputs[0], "data_shape", source))
+    pre = _require(raw, "preprocessing", source)
+    crop = int(_require(pre, "crop_size", source))
+    if data_shape[1:] != [3, crop, crop]:
+        raise ModelLoadError(f"{source}: input data_shape {data_shape} is not [N, 3, {crop}, {crop}]")
+    resize = int(_require(pre, "resize_shorter_side", source))
+    if resize < crop:
+        raise ModelLoadError(f"{source}: resize_shorter_side {resize} is smaller than crop_size {crop}")
+    mean = np.asarray(_require(pre, "mean", source), dtype=np.float32)
+    std = np.asarray(_require(pre, "std", source), dtype=np.float32)
+    if mean.shape != (3,) or std.shape != (3,) or np.any(std <= 0):
+        raise ModelLoadError(f"{source}: mean and std need three values each, std > 0")
+    if pre.get("interpolation", "bilinear") != "bilinear" or pre.get("color_mode", "RGB") != "RGB":
+        raise ModelLoadError(f"{source}: only bilinear interpolation and RGB input are implemented")
+    limits = raw.get("limits", {})
+    out_shape = list(_require(outputs[0], "data_shape", source))
+    post = raw.get("postprocessing", {})
+    engine = raw.get("engine", {})
+    return Signature(
+        preprocessing=Preprocessing(
+            input_name=str(_require(inputs[0], "data_name", source)),
+            resize_shorter_side=resize,
+            crop_size=crop,
+            mean=mean.reshape(3, 1, 1),
+            std=std.reshape(3, 1, 1),
+            scale=float(pre.get("scale", 1.0 / 255.0)),
+            max_image_bytes=int(limits.get("max_image_bytes", 20 * 1024 * 1024)),
+            max_image_pixels=int(limits.get("max_image_pixels", 40_000_000)),
+            draft=bool(pre.get("jpeg_draft", True)),
+        ),
+        num_classes=int(out_shape[-1]),
+        topk=int(post.get("topk", 5)),
+        engine=str(engine.get("name", "mxnet")),
+        model_file=engine.get("model_file"),
+    )
+
+
+def read_labels(path: Path) -> list[str]:
+    """One label per line, ``nXXXXXXXX name, other names``, in class-index order."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ModelLoadError(f"{path.name}: cannot read labels: {exc}") from exc
+    labels = [line.strip() for line in text.splitlines() if line.strip()]
+    if not labels:
+        raise ModelLoadError(f"{path.name}: no labels")
+    return labels
+
+
+def read_signature(path: Path) -> Signature:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ModelLoadError(f"{path.name}: cannot read: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"{path.name}: not valid JSON: {exc}") from exc
+    return parse_signature(raw, path.name)
+
+
+# ------------------------------------------------------------------------------------ preprocessing
+# Leading bytes of formats people send by mistake: answered 415, not "undecodable" 400.
+_NON_IMAGE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF", "PDF document"),
+    (b"PK\x03\x04", "ZIP archive"),
+    (b"\x1f\x8b", "gzip data"),
+    (b"<svg", "SVG (vector image; send a raster image)"),
+    (b"<!doctype html", "HTML document"),
+    (b"<html", "HTML document"),
+    (b"<?xml", "XML document"),
+    (b"{", "JSON"),
+    (b"[", "JSON"),
+)
+
+
+def sniff_non_image(data: bytes) -> str | None:
+    """Name a recognisable non-image payload, or None."""
+    head = data[:512].lstrip().lower()
+    for magic, name in _NON_IMAGE_SIGNATURES:
+        if head.startswith(magic.lower()):
+            if magic == b"<?xml" and b"<svg" in data[:4096].lower():
+                return "SVG (vector image; send a raster image)"
+            return name
+    try:
+        text = data[:4096].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if text and all(ch.isprintable() or ch in "\r\n\t" for ch in text):
+        return "plain text"
+    return None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB. 16/32-bit integer greyscale is scaled, not clipped."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
+        array = np.rint(np.clip(array, 0, top) * (255.0 / top)).astype(np.uint8)
+        return Image.fromarray(array, "L").convert("RGB")
+    if image.mode == "F":
+        array = np.rint(np.clip(np.asarray(image), 0.0, 1.0) * 255.0).astype(np.uint8)
+        return Image.fromarray(array, "L").convert("RGB")
+    if image.mode != "RGB":
+        return image.convert("RGB")
+    return image
+
+
+def decode_image(data: bytes, pre: Preprocessing) -> Image.Image:
+    """Bytes to an upright RGB image, or a ServiceError naming what is wrong with them."""
+    if not data:
+        raise BadInput("empty request body: send the image bytes as the body or a multipart field")
+    if len(data) > pre.max_image_bytes:
+        raise PayloadTooLarge(f"image is {len(data)} bytes; the limit is {pre.max_image_bytes} bytes")
+    kind = sniff_non_image(data)
+    if kind is not None:
+        raise UnsupportedMediaType(f"the body is {kind}, not an image (JPEG, PNG, GIF, BMP, TIFF, WebP)")
+    try:
+        with warnings.catch_warnings():
+            # The pixel limit is ours (checked below from the header alone), not Pillow's warning.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > pre.max_image_pixels:
+                raise PayloadTooLarge(
+                    f"image is {width}x{height} = {width * height} pixels; "
+                    f"the limit is {pre.max_image_pixels} pixels"
+                )
+            if pre.draft and image.format == "JPEG":
+                # libjpeg decodes at 1/2, 1/4 or 1/8 scale; keep the shorter side >= 2x the resize
+                # target so the bilinear reduction still averages, and small images are untouched.
+                image.draft("RGB", _draft_size(width, height, 2 * pre.resize_shorter_side))
+            image.load()
+    except ServiceError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise PayloadTooLarge(f"image has too many pixels: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise BadInput(f"cannot decode the body as an image ({len(data)} bytes): unknown format") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise BadInput(f"cannot decode the image ({len(data)} bytes): {exc}") from exc
+    if min(image.size) < 1:
+        raise BadInput(f"image has no pixels ({image.size[0]}x{image.size[1]})")
+    try:
+        image = ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError, TypeError) as exc:  # a broken EXIF block
+        logger.debug("EXIF orientation ignored: %s", exc)
+    return _to_rgb(image)
+
+
+def _draft_size(width: int, height: int, min_shorter_side: int) -> tuple[int, int]:
+    """The smallest (w, h) that keeps the shorter side >= ``min_shorter_side`` at this aspect ratio."""
+    short = min(width, height)
+    if short <= min_shorter_side:
+        return width, height
+    factor = min_shorter_side / short
+    return max(1, int(width * factor)), max(1, int(height * factor))
+
+
+def resize_and_crop(image: Image.Image, resize: int, crop: int) -> Image.Image:
+    """Shorter side to ``resize`` (bilinear), then the central ``crop`` x ``crop`` square.
+
+    Sizes and offsets follow torchvision's ``Resize(256)`` + ``CenterCrop(224)``. For extreme aspect
+    ratios (a 5000x1 strip would become 1,280,000 x 256) only the region under the crop is resampled,
+    through Pillow's ``box`` argument: same filter, at most 1 LSB different on a few pixels.
+    """
+    width, height = image.size
+    if width <= height:
+        new_w, new_h = resize, max(resize, int(resize * height / width))
+    else:
+        new_w, new_h = max(resize, int(resize * width / height)), resize
+    left = int(round((new_w - crop) / 2.0))
+    top = int(round((new_h - crop) / 2.0))
+    if new_w * new_h <= 16 * resize * resize:
+        return image.resize((new_w, new_h), Image.BILINEAR).crop((left, top, left + crop, top + crop))
+    sx, sy = width / new_w, height / new_h
+    box = (left * sx, top * sy, (left + crop) * sx, (top + crop) * sy)
+    return image.resize((crop, crop), Image.BILINEAR, box=box)
+
+
+def normalize(image: Image.Image, pre: Preprocessing) -> np.ndarray:
+    """RGB HWC uint8 to CHW float32: scale to [0, 1], subtract mean, divide by std."""
+    chw = np.asarray(image, dtype=np.float32).transpose(2, 0, 1)
+    return ((chw * np.float32(pre.scale)) - pre.mean) / pre.std
+
+
+def preprocess_image(data: bytes, pre: Preprocessing) -> np.ndarray:
+    image = decode_image(data, pre)
+    return normalize(resize_and_crop(image, pre.resize_shorter_side, pre.crop_size), pre)
+
+
+# ----------------------------------------------------------------------------------- postprocessing
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (stable: the row maximum is subtracted first)."""
+    shifted = scores.astype(np.float64) - scores.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def top_k(probabilities: np.ndarray, labels: Sequence[str], k: int) -> list[dict[str, Any]]:
+    """Most probable first; equal probabilities keep class-index order."""
+    order = np.argsort(-probabilities, kind="stable")[:k]
+    return [{"class": labels[i], "probability": float(probabilities[i])} for i in order]
+
+
+def parse_topk(value: Any, default: int, num_classes: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, (bytes, bytearray)):
+        value = value.decode("utf-8", "replace")
+    try:
+        k = int(str(value).strip())
+    except ValueError:
+        raise BadInput(f"topk must be an integer between 1 and {num_classes}, got {value!r}") from None
+    if not 1 <= k <= num_classes:
+        raise BadInput(f"topk must be an integer between 1 and {num_classes}, got {k}")
+    return k
+
+
+# ------------------------------------------------------------------------------------------ engines
+class Engine(Protocol):
+    """Scores for a batch: float32 (N, 3, H, W) in, float32 (N, classes) out."""
+
+    name: str
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def default_threads() -> int:
+    """Threads per worker: ``SQUEEZENET_THREADS``, else cores / ``SQUEEZENET_WORKERS`` (default 1)."""
+    if os.environ.get("SQUEEZENET_THREADS"):
+        return max(1, int(os.environ["SQUEEZENET_THREADS"]))
+    workers = max(1, int(os.environ.get("SQUEEZENET_WORKERS", "1")))
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def find_model_files(model_dir: Path, model_file: str | None) -> tuple[str, Path]:
+    """('onnx', file.onnx) or ('mxnet', prefix) for ``prefix-symbol.json`` + ``prefix-0000.params``."""
+    if model_file:
+        path = model_dir / model_file
+        if model_file.endswith("-symbol.json"):
+            prefix = model_dir / model_file[: -len("-symbol.json")]
+            if not path.is_file() or not Path(f"{prefix}-0000.params").is_file():
+                raise ModelLoadError(f"{model_file}: MXNet symbol or its -0000.params is missing")
+            return "mxnet", prefix
+        if not path.is_file():
+            raise ModelLoadError(f"{model_file}: model file named in {SIGNATURE_FILE} is missing")
+        return "onnx", path
+    onnx_files = sorted(model_dir.glob("*.onnx"))
+    symbols = sorted(model_dir.glob("*-symbol.json"))
+    if len(onnx_files) + len(symbols) != 1:
+        found = [p.name for p in onnx_files + symbols] or "none"
+        raise ModelLoadError(
+            f"{model_dir}: expected exactly one *.onnx or *-symbol.json model, found {found}"
+        )
+    if onnx_files:
+        return "onnx", onnx_files[0]
+    return find_model_files(model_dir, symbols[0].name)
+
+
+def _import_mxnet(threads: int) -> Any:
+    # OpenMP reads this once, when MXNet loads: one worker must not use every core (see README).
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    os.environ.setdefault("MXNET_CPU_WORKER_NTHREADS", "1")
+    try:
+        import mxnet as mx
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"engine 'mxnet' needs the mxnet package: pip install mxnet==1.9.1 ({exc})"
+        ) from exc
+    return mx
+
+
+def load_mxnet_params(kind: str, path: Path, threads: int) -> tuple[Any, dict, dict]:
+    """(symbol, arg_params, aux_params) from an ONNX file or an MXNet checkpoint."""
+    mx = _import_mxnet(threads)
+    try:
+        if kind == "onnx":
+            from mxnet.contrib import onnx as onnx_mxnet
+
+            sym, arg_params, aux_params = onnx_mxnet.import_model(str(path))
+        else:
+            sym, arg_params, aux_params = mx.model.load_checkpoint(str(path), 0)
+    except Exception as exc:  # MXNet and onnx raise many unrelated types for a corrupt file
+        raise ModelLoadError(f"{path.name}: cannot load the model: {type(exc).__name__}: {exc}") from exc
+    return sym, arg_params, aux_params
+
+
+class MXNetEngine:
+    """The symbol bound once per batch size (on demand), all executors sharing one set of weights."""
+
+    name = "mxnet"
+
+    def __init__(self, sym: Any, arg_params: dict, aux_params: dict, input_name: str, crop: int) -> None:
+        import mxnet as mx
+
+        self._mx = mx
+        data_inputs = [n for n in sym.list_inputs() if n not in arg_params and n not in aux_params]
+        if data_inputs != [input_name]:
+            raise ModelLoadError(f"model data inputs are {data_inputs}, signature expects [{input_name!r}]")
+        missing = [n for n in sym.list_arguments() if n != input_name and n not in arg_params]
+        if missing:
+            raise ModelLoadError(f"model weights missing for {missing}")
+        self._sym = sym
+        self._input_name = input_name
+        self._args = {k: v.as_in_context(mx.cpu()) for k, v in arg_params.items()}
+        self._aux = {k: v.as_in_context(mx.cpu()) for k, v in aux_params.items()}
+        self._crop = crop
+        self._executors: dict[int, Any] = {}
+
+    def _executor(self, batch_size: int) -> Any:
+        if batch_size not in self._executors:
+            mx = self._mx
+            shape = (batch_size, 3, self._crop, self._crop)
+            args = dict(self._args, **{self._input_name: mx.nd.zeros(shape)})
+            arg_names = self._sym.list_arguments()
+            aux_names = self._sym.list_auxiliary_states()
+            self._executors[batch_size] = self._sym.bind(
+                mx.cpu(),
+                args=[args[n] for n in arg_names],
+                aux_states=[self._aux[n] for n in aux_names],
+                grad_req="null",
+            )
+        return self._executors[batch_size]
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        executor = self._executor(batch.shape[0])
+        outputs = executor.forward(is_train=False, **{self._input_name: batch})
+        return outputs[0].asnumpy().reshape(batch.shape[0], -1)
+
+
+class OnnxRuntimeEngine:
+    """ONNX Runtime on the ONNX file; a batch larger than the model's fixed batch dim runs in slices."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, input_name: str, threads: int) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise ModelLoadError(
+                "engine 'onnxruntime' needs the onnxruntime package: pip install onnxruntime"
+            ) from exc
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
+            raise ModelLoadError(f"{path.name}: onnxruntime cannot load the model: {exc}") from exc
+        inputs = [i for i in self._session.get_inputs() if i.name == input_name]
+        if not inputs:
+            raise ModelLoadError(f"{path.name}: no input named {input_name!r}")
+        dim0 = inputs[0].shape[0]
+        self._fixed_batch = dim0 if isinstance(dim0, int) else None
+        self._input_name = input_name
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        step = self._fixed_batch or batch.shape[0]
+        parts = [
+            self._session.run(None, {self._input_name: batch[i : i + step]})[0]
+            for i in range(0, batch.shape[0], step)
+        ]
+        return np.concatenate(parts).reshape(batch.shape[0], -1)
+
+
+def load_engine(name: str, model_dir: Path, sig: Signature, threads: int) -> Engine:
+    kind, path = find_model_files(model_dir, sig.model_file)
+    pre = sig.preprocessing
+    if name == "onnxruntime":
+        if kind != "onnx":
+            raise ModelLoadError(f"{path.name}: engine 'onnxruntime' needs an .onnx model file")
+        return OnnxRuntimeEngine(path, pre.input_name, threads)
+    if name != "mxnet":
+        raise ModelLoadError(f"{SIGNATURE_FILE}: unknown engine {name!r} (mxnet or onnxruntime)")
+    sym, arg_params, aux_params = load_mxnet_params(kind, path, threads)
+    return MXNetEngine(sym, arg_params, aux_params, pre.input_name, pre.crop_size)
+
+
+# ------------------------------------------------------------------------------------------ service
+def request_payload(request: dict[str, Any], field: str) -> bytes:
+    """The image bytes: the multipart field named like the model input, or the raw body."""
+    for key in (field, "body"):
+        value = request.get(key)
+        if value is not None:
+            if isinstance(value, str):
+                value = value.encode("utf-8")
+            return bytes(value)
+    names = sorted(request)
+    raise BadInput(
+        f"no image in the request: send it as the raw body or as the multipart field {field!r}"
+        + (f" (got fields {names})" if names else "")
+    )
+
+
+class SqueezeNetService:
+    """State only: signature, labels, engine. The stages are the module-level functions above."""
+
+    def __init__(self) -> None:
+        self.signature: Signature | None = None
+        self.labels: list[str] = []
+        self.engine: Engine | None = None
+        self.max_batch_size = 1
+
+    @property
+    def initialized(self) -> bool:
+        return self.engine is not None
+
+    def initialize(self, context: Any) -> None:
+        started = time.perf_counter()
+        props = context.system_properties
+        model_dir = Path(props["model_dir"])
+        sig = read_signature(model_dir / SIGNATURE_FILE)
+        labels = read_labels(model_dir / SYNSET_FILE)
+        if len(labels) != sig.num_classes:
+            raise ModelLoadError(
+                f"{SYNSET_FILE}: {len(labels)} labels, "
+                f"but {SIGNATURE_FILE} declares {sig.num_classes} classes"
+            )
+        engine_name = os.environ.get("SQUEEZENET_ENGINE", sig.engine)
+        engine = load_engine(engine_name, model_dir, sig, default_threads())
+        crop = sig.preprocessing.crop_size
+        probe = engine(np.zeros((1, 3, crop, crop), dtype=np.float32))
+        if probe.shape != (1, len(labels)):
+            raise ModelLoadError(
+                f"model answers {probe.shape[1]} classes, but {SYNSET_FILE} has {len(labels)} labels"
+            )
+        self.signature, self.labels, self.engine = sig, labels, engine
+        self.max_batch_size = max(1, int(props.get("batch_size") or 1))
+        logger.info(
+            "squeezenet: engine %s, %d classes, batch <= %d, loaded in %.0f ms",
+            engine.name,
+            len(labels),
+            self.max_batch_size,
+            (time.perf_counter() - started) * 1000,
+        )
+
+    def preprocess(self, request: dict[str, Any]) -> np.ndarray:
+        pre = self._signature().preprocessing
+        return preprocess_image(request_payload(request, pre.input_name), pre)
+
+    def inference(self, batch: np.ndarray) -> np.ndarray:
+        if self.engine is None:
+            raise ModelLoadError("the model is not loaded")
+        return self.engine(np.ascontiguousarray(batch, dtype=np.float32))
+
+    def postprocess(self, scores: np.ndarray, topks: Sequence[int]) -> list[list[dict[str, Any]]]:
+        probabilities = softmax(scores)
+        return [top_k(p, self.labels, k) for p, k in zip(probabilities, topks, strict=True)]
+
+    def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
+        """One answer per request; a failed request gets its own status, the others their predictions."""
+        sig = self._signature()
+        answers: list[Any] = [None] * len(data)
+        tensors: list[np.ndarray] = []
+        topks: list[int] = []
+        good: list[int] = []
+        for idx, request in enumerate(data):
+            try:
+                k = parse_topk(request.get("topk"), sig.topk, sig.num_classes)
+                tensor = self.preprocess(request)
+            except ServiceError as exc:
+                logger.info("request %d rejected (%d): %s", idx, exc.status, exc)
+                answers[idx] = _error_answer(context, idx, exc)
+                continue
+            good.append(idx)
+            topks.append(k)
+            tensors.append(tensor)
+        if good:
+            scores = self.inference(np.stack(tensors))
+            for idx, prediction in zip(good, self.postprocess(scores, topks), strict=True):
+                _set_content_type(context, idx)
+                answers[idx] = prediction
+        return answers
+
+    def _signature(self) -> Signature:
+        if self.signature is None:
+            raise ModelLoadError("the model is not loaded")
+        return self.signature
+
+
+def _set_content_type(context: Any, idx: int) -> None:
+    if getattr(context, "request_processor", None):
+        context.set_response_content_type(idx, "application/json")
+
+
+def _error_answer(context: Any, idx: int, exc: ServiceError) -> str:
+    _set_content_type(context, idx)
+    context.set_response_status(exc.status, exc.reason, idx)
+    return json.dumps(exc.to_json())
+
+
+_service = SqueezeNetService()
+
+
+def handle(data: list[dict[str, Any]] | None, context: Any) -> list[Any] | None:
+    """MMS entry point: ``data is None`` at load time, else one answer per request in ``data``."""
+    if data is None:
+        if not _service.initialized:
+            _service.initialize(context)
+        return None
+    if not _service.initialized:
+        _raise_prediction_exception(ModelLoadError("the model is not loaded"))
+    try:
+        return _service.handle(data, context)
+    except ServiceError as exc:  # a whole-batch failure (rare: e.g. the engine failed)
+        _raise_prediction_exception(exc)
+    return None  # unreachable
+
+
+def _raise_prediction_exception(exc: ServiceError) -> None:
+    from mms.service import PredictionException
+
+    raise PredictionException(str(exc), exc.status) from exc
+
+
+__all__: list[str] = [
+    "BadInput",
+    "Engine",
+    "ModelLoadError",
+    "PayloadTooLarge",
+    "Preprocessing",
+    "ServiceError",
+    "Signature",
+    "SqueezeNetService",
+    "UnsupportedMediaType",
+    "decode_image",
+    "handle",
+    "normalize",
+    "parse_signature",
+    "preprocess_image",
+    "resize_and_crop",
+    "softmax",
+    "top_k",
+]
