@@ -23,6 +23,7 @@ A bad request gets its own 4xx with a JSON body naming the cause; the rest of th
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -389,7 +390,12 @@ def load_mxnet_params(kind: str, path: Path, threads: int) -> tuple[Any, dict, d
         if kind == "onnx":
             from mxnet.contrib import onnx as onnx_mxnet
 
-            sym, arg_params, aux_params = onnx_mxnet.import_model(str(path))
+            # A fresh NameManager: unnamed nodes get the same names on every import, so a converted
+            # checkpoint is byte-for-byte reproducible. The importer's deprecation chatter goes to
+            # stdout; keep it out of the CLI's output and the worker's log.
+            with mx.name.NameManager(), contextlib.redirect_stdout(io.StringIO()) as chatter:
+                sym, arg_params, aux_params = onnx_mxnet.import_model(str(path))
+            logger.debug("onnx import: %s", chatter.getvalue().strip())
         else:
             sym, arg_params, aux_params = mx.model.load_checkpoint(str(path), 0)
     except Exception as exc:  # MXNet and onnx raise many unrelated types for a corrupt file

@@ -23,3 +23,20 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory, onnx_model: Path) -> Pat
 def service(model_dir: Path) -> InProcessService:
     """The handler module loaded from an unpacked archive through its MMS entry point (batch <= 8)."""
     return InProcessService(model_dir, batch_size=8)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory, onnx_model: Path):
+    """The archive as ``squeezenet-mar build --model-file`` makes it, in a model store folder."""
+    from squeezenet_mar.build import BuildOptions, build_archive
+
+    store = tmp_path_factory.mktemp("model_store")
+    return build_archive(
+        BuildOptions(
+            model_file=onnx_model,
+            output=store / "squeezenet_v1.1.mar",
+            author="Model Zoo Team",
+            email="zoo@example.org",
+            progress=False,
+        )
+    )

@@ -1,0 +1,253 @@
+"""Build the ``.mar``: check the ONNX model and the archive's inputs, stage the files, run the real
+handler on a generated image, then write a reproducible zip in model-archiver's layout.
+
+The user's files are only read. Everything written goes to a temporary staging folder, then to the
+output path through a rename, so a failed build leaves no half-written archive behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import HANDLER, HANDLER_MODULE, MODEL_NAME, MODEL_VERSION
+from .errors import ModelCheckError
+from .inprocess import InProcessService, smoke_image
+from .layout import MANIFEST, SHA256SUMS, manifest_bytes, sha256_hex, sha256sums, write_zip
+from .model_source import ZOO_URL, default_cache_dir, fetch_model, file_digests
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ONNX_NAME = "squeezenet1.1.onnx"
+MXNET_PREFIX = "squeezenet1.1"
+FORMATS = ("onnx", "mxnet")
+ENGINES = ("mxnet", "onnxruntime")
+DESCRIPTION = (
+    "SqueezeNet 1.1 (ONNX model zoo), ImageNet 1000 classes; top-1 56.34%, top-5 79.12% on ILSVRC2012 val"
+)
+
+
+def _handler_file() -> Path:
+    import squeezenet_service
+
+    return Path(squeezenet_service.__file__)
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    model_file: Path | None = None  # a local ONNX file; None downloads ``url``
+    url: str = ZOO_URL
+    md5: str | None = None
+    sha256: str | None = None
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    output: Path = Path("model_store") / f"{MODEL_NAME}.mar"
+    model_name: str = MODEL_NAME
+    model_version: str = MODEL_VERSION
+    description: str = DESCRIPTION
+    author: str | None = None
+    email: str | None = None
+    signature: Path = REPO_ROOT / "signature.json"
+    synset: Path = REPO_ROOT / "synset.txt"
+    handler: Path = field(default_factory=_handler_file)
+    format: str = "onnx"  # "mxnet": ship -symbol.json/-0000.params converted at build time
+    engine: str = "mxnet"  # "onnxruntime" needs format "onnx"
+    smoke_test: bool = True
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    archive: Path
+    sha256: str
+    sha256_file: Path
+    manifest: dict[str, Any]
+    files: dict[str, str]  # name -> sha256 of every file in the archive
+    smoke_top5: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class OnnxInfo:
+    input_name: str
+    input_shape: list[int | str]
+    num_classes: int
+    opset: int
+
+
+def check_onnx(path: Path, num_labels: int) -> OnnxInfo:
+    """``onnx.checker``, one float data input of 1x3x224x224, ``num_labels`` scores out."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as exc:  # onnx raises protobuf DecodeError, ValidationError, OSError, ...
+        raise ModelCheckError(f"{path.name}: not a valid ONNX model: {type(exc).__name__}: {exc}") from exc
+    graph = model.graph
+    weights = {init.name for init in graph.initializer}
+    data_inputs = [i for i in graph.input if i.name not in weights]
+    if len(data_inputs) != 1:
+        raise ModelCheckError(f"{path.name}: expected one data input, found {[i.name for i in data_inputs]}")
+    data = data_inputs[0]
+    tensor = data.type.tensor_type
+    if tensor.elem_type != onnx.TensorProto.FLOAT:
+        raise ModelCheckError(f"{path.name}: input {data.name!r} is not float32")
+    dims = tensor.shape.dim
+    shape: list[int | str] = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims]
+    if len(shape) != 4 or shape[1:] != [3, 224, 224] or shape[0] not in (1, "N", "batch", "batch_size", ""):
+        raise ModelCheckError(f"{path.name}: input {data.name!r} has shape {shape}, expected 1x3x224x224")
+    if len(graph.output) != 1:
+        raise ModelCheckError(f"{path.name}: expected one output, found {len(graph.output)}")
+    out_dims = [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim]
+    if not out_dims or out_dims[-1] != num_labels:
+        raise ModelCheckError(
+            f"{path.name}: output {graph.output[0].name!r} has shape {out_dims}, "
+            f"but synset.txt has {num_labels} labels"
+        )
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    return OnnxInfo(data.name, shape, out_dims[-1], opset)
+
+
+def count_labels(path: Path) -> int:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ModelCheckError(f"{path.name}: cannot read labels: {exc}") from exc
+    return sum(1 for line in lines if line.strip())
+
+
+def archive_signature(path: Path, info: OnnxInfo, engine: str, model_file: str) -> dict[str, Any]:
+    """The repository's signature.json with the chosen engine and model file recorded in it."""
+    try:
+        signature = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelCheckError(f"{path.name}: {exc}") from exc
+    declared = signature.get("inputs", [{}])[0]
+    if declared.get("data_name") != info.input_name:
+        raise ModelCheckError(
+            f"{path.name}: input data_name {declared.get('data_name')!r} "
+            f"is not the model's input {info.input_name!r}"
+        )
+    outputs = signature.get("outputs", [{}])
+    if not outputs or outputs[0].get("data_shape", [None])[-1] != info.num_classes:
+        raise ModelCheckError(f"{path.name}: outputs data_shape must end in {info.num_classes}")
+    signature["engine"] = {"name": engine, "model_file": model_file}
+    return signature
+
+
+def convert_to_mxnet(onnx_path: Path, prefix: Path) -> list[Path]:
+    """ONNX -> MXNet checkpoint (``prefix-symbol.json``, ``prefix-0000.params``), so that workers start
+    without importing ONNX. Uses the handler's own loader, the one the worker would have used."""
+    import mxnet as mx
+    from squeezenet_service import load_mxnet_params
+
+    sym, arg_params, aux_params = load_mxnet_params("onnx", onnx_path, threads=os.cpu_count() or 1)
+    mx.model.save_checkpoint(str(prefix), 0, sym, arg_params, aux_params, remove_amp_cast=False)
+    return [Path(f"{prefix}-symbol.json"), Path(f"{prefix}-0000.params")]
+
+
+def build_manifest(options: BuildOptions, source: dict[str, Any]) -> dict[str, Any]:
+    """model-archiver's MANIFEST.json fields, plus where the model came from."""
+    manifest: dict[str, Any] = {
+        "runtime": "python",
+        "model": {
+            "modelName": options.model_name,
+            "modelVersion": options.model_version,
+            "handler": HANDLER,
+            "description": options.description,
+        },
+        "modelServerVersion": "1.0",
+        "implementationVersion": "1.0",
+        "specificationVersion": "1.0",
+        "description": options.description,
+        "source": source,
+    }
+    if options.engine == "mxnet":
+        manifest["engine"] = {"engineName": "MXNet", "engineVersion": "1.9.1"}
+    if options.author or options.email:
+        manifest["publisher"] = {"author": options.author or "", "email": options.email or ""}
+    return manifest
+
+
+def _check_options(options: BuildOptions) -> None:
+    if options.format not in FORMATS:
+        raise ModelCheckError(f"--format must be one of {FORMATS}, got {options.format!r}")
+    if options.engine not in ENGINES:
+        raise ModelCheckError(f"--engine must be one of {ENGINES}, got {options.engine!r}")
+    if options.engine == "onnxruntime" and options.format != "onnx":
+        raise ModelCheckError("--engine onnxruntime runs the ONNX file: use it with --format onnx")
+    inputs = {"signature": options.signature, "synset": options.synset, "handler": options.handler}
+    for what, path in inputs.items():
+        if not path.is_file():
+            raise ModelCheckError(f"{path}: {what} file not found")
+    if options.model_file is not None and not options.model_file.is_file():
+        raise ModelCheckError(f"{options.model_file}: model file not found")
+
+
+def stage_files(options: BuildOptions, onnx_path: Path, info: OnnxInfo, staging: Path) -> None:
+    """Write every file of the archive but MAR-INF/ into ``staging``."""
+    if options.format == "mxnet":
+        convert_to_mxnet(onnx_path, staging / MXNET_PREFIX)
+        model_file = f"{MXNET_PREFIX}-symbol.json"
+    else:
+        shutil.copyfile(onnx_path, staging / ONNX_NAME)
+        model_file = ONNX_NAME
+    signature = archive_signature(options.signature, info, options.engine, model_file)
+    (staging / "signature.json").write_text(json.dumps(signature, indent=2, sort_keys=True) + "\n")
+    shutil.copyfile(options.synset, staging / "synset.txt")
+    shutil.copyfile(options.handler, staging / f"{HANDLER_MODULE}.py")
+
+
+def smoke_test(staging: Path) -> list[dict[str, Any]]:
+    """Load the staged archive with its own handler and MMS's Context; answer a generated image."""
+    try:
+        service = InProcessService(staging, HANDLER)
+        [answer] = service.predict_bytes([smoke_image()])
+    except Exception as exc:  # whatever the handler raises at load is a failed build
+        raise ModelCheckError(f"smoke test: the handler failed to load the model: {exc}") from exc
+    if answer.status != 200 or not isinstance(answer.body, list) or len(answer.body) != 5:
+        raise ModelCheckError(f"smoke test: expected a top-5 prediction, got {answer.status}: {answer.body}")
+    return answer.body
+
+
+def build_archive(options: BuildOptions) -> BuildResult:
+    _check_options(options)
+    if options.model_file is not None:
+        onnx_path, url = options.model_file, None
+    else:
+        onnx_path = fetch_model(
+            options.url, options.cache_dir, md5=options.md5, sha256=options.sha256, progress=options.progress
+        )
+        url = options.url
+    info = check_onnx(onnx_path, count_labels(options.synset))
+    source = {"file": onnx_path.name, "url": url, "opset": info.opset, **file_digests(onnx_path)}
+    with tempfile.TemporaryDirectory(prefix="squeezenet-mar-") as tmp:
+        staging = Path(tmp)
+        stage_files(options, onnx_path, info, staging)
+        top5 = smoke_test(staging) if options.smoke_test else []
+        files = {p.name: p.read_bytes() for p in sorted(staging.iterdir()) if p.is_file()}
+    files[MANIFEST] = manifest_bytes(build_manifest(options, source))
+    files[SHA256SUMS] = sha256sums(files)
+    output = options.output
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(output.name + ".partial")
+    write_zip(partial, files)
+    os.replace(partial, output)
+    digest = sha256_hex(output.read_bytes())
+    sha_file = output.with_name(output.name + ".sha256")
+    sha_file.write_text(f"{digest}  {output.name}\n")
+    logger.info("wrote %s (%d bytes, sha256 %s)", output, output.stat().st_size, digest)
+    return BuildResult(
+        archive=output,
+        sha256=digest,
+        sha256_file=sha_file,
+        manifest=json.loads(files[MANIFEST]),
+        files={name: sha256_hex(data) for name, data in sorted(files.items())},
+        smoke_top5=top5,
+    )

@@ -1,0 +1,198 @@
+"""``squeezenet-mar``: build, verify and publish the SqueezeNet 1.1 MMS archive, serve it, call it.
+
+The only module that prints or chooses exit codes: library functions return values or raise an
+``ArchiveToolError`` whose class carries the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from . import MODEL_NAME, MODEL_VERSION
+from .errors import ArchiveToolError, VerifyError
+from .model_source import ZOO_URL, default_cache_dir
+
+logger = logging.getLogger("squeezenet_mar")
+
+EPILOG = """exit codes: 0 ok, 1 other error, 2 usage, 3 download failed, 4 model check failed,
+5 verification failed, 6 publish refused, 7 server error"""
+
+
+def _print_top(rows: Sequence[dict], indent: str = "  ") -> None:
+    print(f"{indent}{'rank':>4}  {'probability':>11}  class")
+    for rank, row in enumerate(rows, start=1):
+        print(f"{indent}{rank:>4}  {row['probability']:>11.6f}  {row['class']}")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .build import BuildOptions, build_archive
+
+    extra = {k: v for k, v in (("signature", args.signature), ("synset", args.synset)) if v is not None}
+    result = build_archive(
+        BuildOptions(
+            model_file=args.model_file,
+            url=args.url,
+            md5=args.md5,
+            sha256=args.sha256,
+            cache_dir=args.cache_dir,
+            output=args.output,
+            model_name=args.model_name,
+            model_version=args.model_version,
+            author=args.author,
+            email=args.email,
+            format=args.format,
+            engine=args.engine,
+            smoke_test=not args.no_smoke_test,
+            progress=not args.quiet,
+            **extra,
+        )
+    )
+    print(f"archive   {result.archive}")
+    print(f"sha256    {result.sha256}  ({result.sha256_file.name})")
+    print(f"format    {args.format}, engine {args.engine}")
+    for name, digest in result.files.items():
+        print(f"  {digest[:16]}…  {name}")
+    if result.smoke_top5:
+        print("smoke test (generated image, through the archive's own handler):")
+        _print_top(result.smoke_top5)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify_archive
+
+    try:
+        report = verify_archive(args.archive, run=not args.no_run)
+    except VerifyError as exc:
+        for name, problem in exc.problems:
+            print(f"FAIL {name}: {problem}")
+        print(f"{args.archive}: {len(exc.problems)} problem(s)")
+        return exc.exit_code
+    model = report.manifest.get("model", {})
+    name, version = model.get("modelName"), model.get("modelVersion")
+    print(f"OK {args.archive}: {name} {version}, {len(report.files)} files")
+    print(f"   handler {model.get('handler')}, every file matches MAR-INF/SHA256SUMS")
+    if report.top5:
+        print("   top-5 on a generated image:")
+        _print_top(report.top5, indent="   ")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from .publish import publish_archive
+
+    evaluation = json.loads(args.evaluation.read_text()) if args.evaluation else None
+    result = publish_archive(args.archive, args.zoo, force=args.force, evaluation=evaluation)
+    print(f"published {result.model} {result.version} -> {result.mar_path}")
+    print(f"  url (relative to the zoo root): {result.url}")
+    print(f"  sha256 {result.sha256}, {result.size} bytes")
+    print(f"  card {result.card_path}; index {result.index_path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="squeezenet-mar",
+        description="Build, verify, publish, serve and call the ONNX model zoo's SqueezeNet 1.1 "
+        "as a Multi Model Server archive (.mar).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    build = sub.add_parser(
+        "build",
+        help="make model_store/squeezenet_v1.1.mar from the zoo's ONNX file",
+        description="Download (or take --model-file) the ONNX model, check it, run the handler on a "
+        "generated image, and write a reproducible .mar plus its .sha256.",
+    )
+    source = build.add_mutually_exclusive_group()
+    source.add_argument("--model-file", type=Path, help="local squeezenet1.1.onnx (no download)")
+    source.add_argument("--url", default=ZOO_URL, help="model URL (default: the ONNX model zoo's)")
+    build.add_argument("--md5", help="expected MD5 (default: the zoo's <name>-md5.txt beside the model)")
+    build.add_argument("--sha256", help="expected SHA-256 of the download")
+    build.add_argument(
+        "--cache-dir", type=Path, default=default_cache_dir(), help="download cache (%(default)s)"
+    )
+    build.add_argument(
+        "--output", type=Path, default=Path("model_store") / f"{MODEL_NAME}.mar", help="(%(default)s)"
+    )
+    build.add_argument("--model-name", default=MODEL_NAME, help="manifest modelName (%(default)s)")
+    build.add_argument("--model-version", default=MODEL_VERSION, help="manifest modelVersion (%(default)s)")
+    build.add_argument("--author", help="publisher author in the manifest")
+    build.add_argument("--email", help="publisher email in the manifest")
+    build.add_argument(
+        "--format",
+        choices=("onnx", "mxnet"),
+        default="onnx",
+        help="ship the ONNX file (imported at worker start) or MXNet -symbol.json/-0000.params "
+        "converted now (workers start faster) (default: %(default)s)",
+    )
+    build.add_argument(
+        "--engine",
+        choices=("mxnet", "onnxruntime"),
+        default="mxnet",
+        help="inference engine recorded in the archive (default: %(default)s)",
+    )
+    build.add_argument("--signature", type=Path, help="signature.json (default: the repository's)")
+    build.add_argument("--synset", type=Path, help="synset.txt (default: the repository's)")
+    build.add_argument("--no-smoke-test", action="store_true", help="skip running the handler before packing")
+    build.add_argument("-q", "--quiet", action="store_true", help="no download progress bar")
+    build.set_defaults(func=cmd_build)
+
+    verify = sub.add_parser(
+        "verify",
+        help="check an archive's manifest, hashes, safety and consistency; run its handler",
+        description="Exit 0 only if every check holds; each failure prints one 'FAIL file: problem' line.",
+    )
+    verify.add_argument("archive", type=Path, help=".mar (zip or tgz) or an unpacked archive folder")
+    verify.add_argument("--no-run", action="store_true", help="do not run the archive's handler")
+    verify.set_defaults(func=cmd_verify)
+
+    publish = sub.add_parser(
+        "publish",
+        help="add an archive to a model zoo folder served over static HTTP",
+        description="DEST/<model>/<version>/ gets the .mar, its .sha256 and a model card; "
+        "DEST/index.json lists every model and version.",
+    )
+    publish.add_argument("archive", type=Path)
+    publish.add_argument("--zoo", required=True, help="zoo root folder (or s3://bucket/prefix with boto3)")
+    publish.add_argument("--force", action="store_true", help="replace an already published version")
+    publish.add_argument("--evaluation", type=Path, help="JSON written by 'evaluate --json' for the card")
+    publish.set_defaults(func=cmd_publish)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+# Later subcommands (serve, predict, evaluate) register themselves here.
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return args.func(args)
+    except ArchiveToolError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Errors of the archive tool. Each carries the exit code the command line turns it into; library
+functions raise them and never print or exit.
+
+    ArchiveToolError        1
+    +-- DownloadError       3  network, HTTP status, checksum; the message says how to pass a local file
+    +-- ModelCheckError     4  the ONNX model or the archive's inputs fail validation or the smoke test
+    +-- VerifyError         5  an archive failed verification (``problems`` lists file and problem)
+    +-- PublishError        6  the zoo refuses the archive (e.g. the version exists and no --force)
+    +-- ClientError         7  the model server answered with an error or could not be reached
+"""
+
+from __future__ import annotations
+
+
+class ArchiveToolError(Exception):
+    exit_code = 1
+
+
+class DownloadError(ArchiveToolError):
+    exit_code = 3
+
+
+class ModelCheckError(ArchiveToolError):
+    exit_code = 4
+
+
+class VerifyError(ArchiveToolError):
+    exit_code = 5
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(f"{name}: {problem}" for name, problem in problems))
+
+
+class PublishError(ArchiveToolError):
+    exit_code = 6
+
+
+class ClientError(ArchiveToolError):
+    exit_code = 7

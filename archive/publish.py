@@ -1,0 +1,473 @@
+"""Publish a ``.mar`` into a model zoo: a folder that any static HTTP server can serve.
+
+Layout of the zoo (``DEST``)::
+
+    DEST/index.json                              every published model and version (see below)
+    DEST/.index.lock                             flock(2) target; serialises publishers
+    DEST/<model>/<version>/<model>.mar           the archive, byte for byte
+    DEST/<model>/<version>/<model>.mar.sha256    ``<sha256>  <model>.mar`` (``sha256sum -c`` format)
+    DEST/<model>/<version>/README.md             the model card
+
+``index.json`` (``json.dumps(..., indent=2, sort_keys=True)``; URLs relative to the zoo root)::
+
+    {"format": 1,
+     "models": {"<model>": {"<version>": {"url": "<model>/<version>/<model>.mar", "sha256": "...",
+                                          "size": 123, "card": "<model>/<version>/README.md",
+                                          "published": "2024-01-31T12:00:00Z"}}}}
+
+The index is the record of what is published: a version is "already published" when the index lists
+it. Every file is written to a temporary name in its own folder, fsynced, then ``os.replace``d, so a
+reader never sees half a file and a crash leaves the old ``index.json`` intact (the new version's
+files may then lie in its folder unlisted; publishing again overwrites them). The whole publish runs
+under an exclusive ``flock`` on ``DEST/.index.lock``, so concurrent publishers never lose an entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.util
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from . import MODEL_NAME
+from .errors import PublishError, VerifyError
+from .layout import MANIFEST, read_archive, sha256_file, sha256_hex
+from .verify import verify_archive
+
+logger = logging.getLogger(__name__)
+
+INDEX_FILE = "index.json"
+LOCK_FILE = ".index.lock"
+CARD_FILE = "README.md"
+INDEX_FORMAT = 1
+SIGNATURE_FILE = "signature.json"
+NOT_RECORDED = "not recorded"
+S3_NEEDS_BOTO3 = "s3:// destinations need boto3: pip install boto3"
+
+# Accuracy the ONNX model zoo reports for the model, keyed by the archive's model name.
+ZOO_PAGE = "https://github.com/onnx/models/tree/main/validated/vision/classification/squeezenet"
+REFERENCE_ACCURACY: dict[str, dict[str, Any]] = {
+    MODEL_NAME: {
+        "top1": 56.34,
+        "top5": 79.12,
+        "dataset": "ILSVRC2012 validation set, centre-cropped",
+        "page": ZOO_PAGE,
+    }
+}
+
+# Path components taken from the manifest: letters, digits, '.', '_', '-'; never '.' or '..'.
+_SAFE_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+# Row labels of the evaluation table, in this order; other keys follow sorted by name.
+_EVALUATION_LABELS = {
+    "date": "Date",
+    "images": "Images",
+    "top1": "Top-1",
+    "top5": "Top-5",
+    "reference_top1": "Reference top-1",
+    "reference_top5": "Reference top-5",
+    "images_per_second": "Images per second",
+}
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    mar_path: Path
+    sha256: str
+    card_path: Path
+    index_path: Path
+    url: str  # relative to the zoo root, as in index.json
+    model: str
+    version: str
+    size: int
+
+
+def publish_archive(
+    archive: Path,
+    zoo: Path | str,
+    *,
+    force: bool = False,
+    evaluation: dict[str, Any] | None = None,
+) -> PublishResult:
+    """Add ``archive`` to the zoo at ``zoo``; refuse a version already in its index unless ``force``."""
+    if isinstance(zoo, str) and "://" in zoo:
+        return _publish_remote(archive, zoo)
+    checked = _read_checked(archive)
+    dest = Path(zoo)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        with _locked(dest / LOCK_FILE):
+            return _publish_locked(checked, dest, force, evaluation)
+    except OSError as exc:
+        raise PublishError(f"{dest}: cannot publish {archive.name}: {exc}") from exc
+
+
+def _publish_locked(
+    checked: _CheckedArchive, dest: Path, force: bool, evaluation: dict[str, Any] | None
+) -> PublishResult:
+    model, version = checked.model, checked.version
+    index_path = dest / INDEX_FILE
+    _remove_stale_temporaries(dest)
+    index = read_index(index_path)
+    versions = index["models"].setdefault(model, {})
+    if version in versions and not force:
+        raise PublishError(
+            f"{model} {version} is already published in {dest} (sha256 {versions[version].get('sha256')}); "
+            "publish a new version or pass --force to replace it"
+        )
+    if version in versions:
+        logger.info("replacing %s %s in %s (--force)", model, version, dest)
+
+    folder = dest / model / version
+    name = f"{model}.mar"
+    if folder.exists() and version not in versions:
+        logger.warning("%s holds files of an unlisted publish (an earlier crash?); overwriting them", folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(folder)
+    mar_path = folder / name
+    _atomic_copy(checked.path, mar_path)
+    digest = sha256_file(mar_path)
+    size = mar_path.stat().st_size
+    _atomic_write(folder / f"{name}.sha256", f"{digest}  {name}\n".encode())
+
+    url = f"{model}/{version}/{name}"
+    card_path = folder / CARD_FILE
+    card = render_card(
+        checked.manifest,
+        checked.files,
+        checked.signature,
+        name=name,
+        url=url,
+        sha256=digest,
+        size=size,
+        evaluation=evaluation,
+    )
+    _atomic_write(card_path, card.encode("utf-8"))
+
+    versions[version] = {
+        "url": url,
+        "sha256": digest,
+        "size": size,
+        "card": f"{model}/{version}/{CARD_FILE}",
+        "published": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    _atomic_write(index_path, index_bytes(index))
+    logger.info("published %s %s as %s (%d bytes, sha256 %s)", model, version, url, size, digest)
+    return PublishResult(mar_path, digest, card_path, index_path, url, model, version, size)
+
+
+# ---------------------------------------------------------------------------------------- the archive
+@dataclass(frozen=True)
+class _CheckedArchive:
+    path: Path
+    manifest: dict[str, Any]
+    files: dict[str, bytes]
+    signature: dict[str, Any] | None
+    model: str
+    version: str
+
+
+def _read_checked(archive: Path) -> _CheckedArchive:
+    """The archive's manifest and files, refused when unsafe, without a manifest or without a usable
+    model name and version (they become folder names of the zoo)."""
+    if not archive.is_file():
+        raise PublishError(f"{archive}: no such .mar file (publish takes a built archive, not a folder)")
+    try:
+        verify_archive(archive, run=False)  # layout, hashes and consistency, without running code
+    except VerifyError as exc:
+        raise PublishError(f"{archive.name}: refusing an archive that fails verification:\n{exc}") from exc
+    contents = read_archive(archive)
+    manifest = contents.manifest()
+    if not isinstance(manifest, dict):
+        raise PublishError(f"{archive.name}: {MANIFEST} is not a JSON object")
+    return _CheckedArchive(
+        path=archive,
+        manifest=manifest,
+        files=contents.files,
+        signature=_signature(contents.files, archive),
+        model=_manifest_component(manifest, "modelName", archive),
+        version=_manifest_component(manifest, "modelVersion", archive),
+    )
+
+
+def _signature(files: dict[str, bytes], archive: Path) -> dict[str, Any] | None:
+    """The archive's signature.json (input and preprocessing for the card), None when it has none."""
+    if SIGNATURE_FILE not in files:
+        return None
+    try:
+        signature = json.loads(files[SIGNATURE_FILE].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PublishError(f"{archive.name}: {SIGNATURE_FILE} is not valid JSON: {exc}") from exc
+    if not isinstance(signature, dict):
+        raise PublishError(f"{archive.name}: {SIGNATURE_FILE} is not a JSON object")
+    return signature
+
+
+def _manifest_component(manifest: dict[str, Any], field: str, archive: Path) -> str:
+    """``model.<field>`` of the manifest, checked to be usable as one folder name of the zoo."""
+    model = manifest.get("model")
+    value = model.get(field) if isinstance(model, dict) else None
+    if value is None or value == "":
+        raise PublishError(f"{archive.name}: {MANIFEST} has no model.{field}")
+    value = str(value)
+    if not _SAFE_COMPONENT.fullmatch(value) or value in {".", ".."}:
+        raise PublishError(
+            f"{archive.name}: model.{field} {value!r} cannot name a zoo folder "
+            "(use letters, digits, '.', '_' and '-')"
+        )
+    return value
+
+
+# ------------------------------------------------------------------------------------------ the index
+def empty_index() -> dict[str, Any]:
+    return {"format": INDEX_FORMAT, "models": {}}
+
+
+def read_index(path: Path) -> dict[str, Any]:
+    """The zoo's index, or an empty one when there is none yet; a damaged index is an error, never reset."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return empty_index()
+    try:
+        index = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PublishError(f"{path}: not valid JSON ({exc}); repair or remove it by hand") from exc
+    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
+        raise PublishError(f"{path}: not a format {INDEX_FORMAT} zoo index")
+    if not isinstance(index.get("models"), dict):
+        raise PublishError(f"{path}: 'models' is missing or not an object")
+    return index
+
+
+def index_bytes(index: dict[str, Any]) -> bytes:
+    return (json.dumps(index, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+# ---------------------------------------------------------------------------------------- file writes
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    """An exclusive flock held for the block. The lock file stays: removing it would race."""
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _replacing(target: Path) -> Iterator[IO[bytes]]:
+    """A temporary file beside ``target``; on success fsynced, made 0644 and renamed over ``target``."""
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.chmod(0o644)  # mkstemp makes 0600; a static HTTP server must be able to read the file
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+
+
+def _atomic_write(target: Path, data: bytes) -> None:
+    with _replacing(target) as handle:
+        handle.write(data)
+
+
+def _atomic_copy(source: Path, target: Path) -> None:
+    with source.open("rb") as src, _replacing(target) as handle:
+        shutil.copyfileobj(src, handle, 1 << 20)
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Temporary files left by a publisher that died mid-write. Only call this holding the lock: every
+    writer holds it, so any temporary file present then belongs to nobody."""
+    for stale in folder.glob(".*.tmp"):
+        logger.warning("removing %s, left by an interrupted publish", stale)
+        stale.unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------------------- model card
+def render_card(
+    manifest: dict[str, Any],
+    files: dict[str, bytes],
+    signature: dict[str, Any] | None,
+    *,
+    name: str,
+    url: str,
+    sha256: str,
+    size: int,
+    evaluation: dict[str, Any] | None = None,
+) -> str:
+    """The Markdown model card (``README.md``) published beside the archive."""
+    model = manifest["model"]
+    model_name, version = str(model["modelName"]), str(model["modelVersion"])
+    description = model.get("description") or manifest.get("description") or NOT_RECORDED
+    sections = [
+        f"# {model_name} {version}\n\n{description}\n",
+        _files_section(files, name=name, sha256=sha256, size=size),
+        _source_section(manifest),
+        _input_section(signature),
+        _accuracy_section(model_name, evaluation),
+        _serve_section(name=name, url=url),
+    ]
+    return "\n".join(sections)
+
+
+def _files_section(files: dict[str, bytes], *, name: str, sha256: str, size: int) -> str:
+    rows = [f"| `{name}` | {size} | `{sha256}` |"]
+    rows += [
+        f"| `{entry}` (inside) | {len(data)} | `{sha256_hex(data)}` |"
+        for entry, data in sorted(files.items())
+    ]
+    return (
+        "## Files and checksums\n\n"
+        "| File | Bytes | SHA-256 |\n|---|---:|---|\n" + "\n".join(rows) + "\n\n"
+        f"Check a download with `sha256sum -c {name}.sha256` (the file lies beside the archive).\n"
+    )
+
+
+def _source_section(manifest: dict[str, Any]) -> str:
+    source = manifest.get("source") if isinstance(manifest.get("source"), dict) else {}
+    engine = manifest.get("engine") if isinstance(manifest.get("engine"), dict) else {}
+    publisher = manifest.get("publisher") if isinstance(manifest.get("publisher"), dict) else {}
+    engine_text = " ".join(str(engine[key]) for key in ("engineName", "engineVersion") if engine.get(key))
+    author = " ".join(
+        part
+        for part in (publisher.get("author"), f"<{publisher['email']}>" if publisher.get("email") else "")
+        if part
+    )
+    rows = [
+        ("Source URL", source.get("url")),
+        ("Source file", source.get("file")),
+        ("Source MD5", source.get("md5")),
+        ("Source SHA-256", source.get("sha256")),
+        ("ONNX opset", source.get("opset")),
+        ("Engine", engine_text),
+        ("Handler", manifest.get("model", {}).get("handler")),
+        ("Runtime", manifest.get("runtime")),
+        ("Publisher", author),
+    ]
+    return "## Source\n\n" + _table(("Field", "Value"), [(k, _or_not_recorded(v)) for k, v in rows])
+
+
+def _input_section(signature: dict[str, Any] | None) -> str:
+    head = "## Input and preprocessing\n\n"
+    if signature is None:
+        return head + f"{NOT_RECORDED} (the archive has no {SIGNATURE_FILE}).\n"
+    pre = signature.get("preprocessing") or {}
+    post = signature.get("postprocessing") or {}
+    inputs = ", ".join(
+        f"`{item.get('data_name')}` {item.get('data_shape')}" for item in signature.get("inputs") or []
+    )
+    steps = [
+        f"Request body: one image ({_or_not_recorded(signature.get('input_type'))}) as the raw HTTP body.",
+        f"Decoded and converted to {_or_not_recorded(pre.get('color_mode'))}.",
+        f"Shorter side resized to {_or_not_recorded(pre.get('resize_shorter_side'))} px "
+        f"({_or_not_recorded(pre.get('interpolation'))}).",
+        f"Centre crop {_square(pre.get('crop_size'))}.",
+        f"Pixels scaled by {_or_not_recorded(pre.get('scale'))}, then normalised per channel "
+        f"with mean {_or_not_recorded(pre.get('mean'))} and std {_or_not_recorded(pre.get('std'))}.",
+        f"Model input: {inputs or NOT_RECORDED}, layout {_or_not_recorded(pre.get('layout'))}.",
+        f"Output: {_or_not_recorded(post.get('function'))} over the {_classes(signature)} classes; "
+        f"the answer lists the top {_or_not_recorded(post.get('topk'))} as "
+        '`[{"class": "<synset line>", "probability": p}, ...]` '
+        f"({_or_not_recorded(signature.get('output_type'))}).",
+    ]
+    return head + "".join(f"{number}. {step}\n" for number, step in enumerate(steps, start=1))
+
+
+def _accuracy_section(model_name: str, evaluation: dict[str, Any] | None) -> str:
+    text = "## Accuracy\n\n"
+    reference = REFERENCE_ACCURACY.get(model_name)
+    if reference:
+        text += (
+            f"Reported by the ONNX model zoo ({reference['page']}): top-1 {reference['top1']:.2f} %, "
+            f"top-5 {reference['top5']:.2f} % on the {reference['dataset']}.\n"
+        )
+    else:
+        text += f"Reference accuracy: {NOT_RECORDED}.\n"
+    if evaluation:
+        ordered = [key for key in _EVALUATION_LABELS if key in evaluation]
+        ordered += sorted(key for key in evaluation if key not in _EVALUATION_LABELS)
+        rows = [(_EVALUATION_LABELS.get(key, key), _cell(evaluation[key])) for key in ordered]
+        text += "\n### Last evaluation of this archive\n\n" + _table(("Metric", "Value"), rows)
+    else:
+        text += f"\nLast evaluation of this archive: {NOT_RECORDED}.\n"
+    return text
+
+
+def _serve_section(*, name: str, url: str) -> str:
+    return (
+        "## Serve it\n\n"
+        "From a local model store (the folder holding the downloaded archive):\n\n"
+        f"```sh\nmulti-model-server --start --model-store DIR --models squeezenet={name}\n```\n\n"
+        "Straight from this zoo, where HOST/zoo is the address the zoo folder is served at:\n\n"
+        "```sh\nmulti-model-server --start --model-store DIR "
+        f"--models squeezenet=http://HOST/zoo/{url}\n```\n\n"
+        "Then ask for a prediction (the image is the raw request body):\n\n"
+        "```sh\ncurl -X POST http://127.0.0.1:8080/predictions/squeezenet -T kitten.jpg\n```\n"
+    )
+
+
+def _table(header: tuple[str, str], rows: list[tuple[str, str]]) -> str:
+    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
+    lines += [f"| {key} | {value} |" for key, value in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _or_not_recorded(value: Any) -> str:
+    return NOT_RECORDED if value is None or value == "" else _cell(value)
+
+
+def _square(size: Any) -> str:
+    return NOT_RECORDED if size is None else f"{size}x{size}"
+
+
+def _classes(signature: dict[str, Any]) -> str:
+    outputs = signature.get("outputs") or [{}]
+    shape = outputs[0].get("data_shape") or []
+    return str(shape[-1]) if shape else NOT_RECORDED
+
+
+# -------------------------------------------------------------------------------------- remote zoos
+def _publish_remote(archive: Path, zoo: str) -> PublishResult:
+    """Only S3 is foreseen, and it is not written yet: it needs boto3 and, to keep concurrent
+    publishers from losing entries without a lock, a conditional put (``IfMatch`` on the ETag) of
+    index.json with a retry loop. Until then, publish to a local folder and upload it."""
+    if not zoo.startswith("s3://"):
+        raise PublishError(f"{zoo}: unsupported zoo destination; give a local folder or s3://bucket/prefix")
+    if importlib.util.find_spec("boto3") is None:
+        raise PublishError(S3_NEEDS_BOTO3)
+    raise PublishError(
+        f"{zoo}: publishing to S3 is not implemented yet; publish {archive.name} to a local folder "
+        "and upload it (for example `aws s3 sync DEST s3://bucket/prefix`) from one publisher at a time"
+    )
