@@ -9,18 +9,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from . import MODEL_NAME, MODEL_VERSION
-from .errors import ArchiveToolError, VerifyError
+from .errors import ArchiveToolError, ClientError, VerifyError
 from .model_source import ZOO_URL, default_cache_dir
 
 logger = logging.getLogger("squeezenet_mar")
 
 EPILOG = """exit codes: 0 ok, 1 other error, 2 usage, 3 download failed, 4 model check failed,
-5 verification failed, 6 publish refused, 7 server error"""
+5 verification failed, 6 publish refused, 7 prediction failed or server unreachable,
+8 model server failed to start or to register the model"""
 
 
 def _print_top(rows: Sequence[dict], indent: str = "  ") -> None:
@@ -92,6 +94,80 @@ def cmd_publish(args: argparse.Namespace) -> int:
     print(f"  url (relative to the zoo root): {result.url}")
     print(f"  sha256 {result.sha256}, {result.size} bytes")
     print(f"  card {result.card_path}; index {result.index_path}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import ModelServer, Registration
+
+    archive = args.archive.resolve()
+    if not archive.is_file():
+        raise ArchiveToolError(f"{archive}: no such archive; build it first with 'squeezenet-mar build'")
+    if not args.config.is_file():
+        raise ArchiveToolError(f"{args.config}: no such config.properties")
+    env = {"MMS_DECODE_INPUT_REQUEST": "false", "SQUEEZENET_WORKERS": str(args.workers)}
+    if args.threads_per_worker:
+        env["SQUEEZENET_THREADS"] = str(args.threads_per_worker)
+    server = ModelServer(args.home, archive.parent, config=args.config, env=env, log_dir=args.log_dir)
+    # Explicitly, for SIGINT too: a background job of a non-interactive shell starts with SIGINT ignored.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    try:
+        server.start()
+        server.register(
+            Registration(
+                url=archive.name,
+                name=args.model_name,
+                batch_size=args.batch_size,
+                max_batch_delay_ms=args.max_batch_delay,
+                workers=args.workers,
+            )
+        )
+        print(
+            f"serving {archive.name} as '{args.model_name}': batch size {args.batch_size}, "
+            f"max batch delay {args.max_batch_delay} ms, {args.workers} worker(s)"
+        )
+        print(f"  inference  {server.inference_url}/predictions/{args.model_name}")
+        print(f"  management {server.management_url}/models   (no authentication: keep it on 127.0.0.1)")
+        print(f"  logs       {args.log_dir}/   Ctrl-C stops")
+        print(
+            f"try: curl -X POST {server.inference_url}/predictions/{args.model_name} -T kitten.jpg",
+            flush=True,
+        )
+        code = server.wait()
+        print(f"error: MMS exited by itself with code {code}: {server.output_tail()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("stopping Multi Model Server ...", file=sys.stderr)
+        return 0
+    finally:
+        server.stop()
+        print("stopped", file=sys.stderr)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .client import predict_files
+
+    results = predict_files(
+        args.images, args.url, args.model, args.topk, concurrency=args.concurrency, timeout=args.timeout
+    )
+    if args.json:
+        print(json.dumps([result.__dict__ for result in results], indent=2))
+    else:
+        for result in results:
+            if result.ok:
+                print(f"{result.image}  ({result.seconds * 1000:.0f} ms)")
+                _print_top(result.top or [])
+            else:
+                print(f"{result.image}  HTTP {result.status}: {result.error}")
+    failed = [r for r in results if not r.ok]
+    if failed:
+        print(f"error: {len(failed)} of {len(results)} image(s) got no prediction", file=sys.stderr)
+        return ClientError.exit_code
     return 0
 
 
@@ -167,13 +243,43 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--evaluation", type=Path, help="JSON written by 'evaluate --json' for the card")
     publish.set_defaults(func=cmd_publish)
 
-    for register in _EXTRA_COMMANDS:
-        register(sub)
+    serve = sub.add_parser(
+        "serve",
+        help="run Multi Model Server in the foreground with the archive registered (Ctrl-C stops)",
+        description="Starts MMS with the given config.properties, registers the archive through the "
+        "management API (the only way MMS enables batching) and waits; Ctrl-C or SIGTERM stops MMS "
+        "and its workers.",
+    )
+    serve.add_argument("--archive", type=Path, default=Path("model_store") / f"{MODEL_NAME}.mar")
+    serve.add_argument("--config", type=Path, default=Path("config.properties"), help="(%(default)s)")
+    serve.add_argument("--model-name", default="squeezenet", help="name in /predictions/NAME (%(default)s)")
+    serve.add_argument("--batch-size", type=int, default=1, help="dynamic batching: max requests per batch")
+    serve.add_argument(
+        "--max-batch-delay", type=int, default=50, help="ms to wait for a batch to fill (%(default)s)"
+    )
+    serve.add_argument("--workers", type=int, default=1, help="Python workers (%(default)s)")
+    serve.add_argument(
+        "--threads-per-worker", type=int, help="inference threads per worker (default: cores / workers)"
+    )
+    serve.add_argument("--home", type=Path, default=Path(".mms"), help="MMS's tmp and config (%(default)s)")
+    serve.add_argument("--log-dir", type=Path, default=Path("logs"), help="MMS logs (%(default)s)")
+    serve.set_defaults(func=cmd_serve)
+
+    predict = sub.add_parser(
+        "predict",
+        help="send images to a running server and print the top classes",
+        description="Sends every image concurrently to POST URL/predictions/MODEL. Exit 0 only if "
+        "every image got a prediction.",
+    )
+    predict.add_argument("images", type=Path, nargs="+")
+    predict.add_argument("--url", default="http://127.0.0.1:8080", help="inference address (%(default)s)")
+    predict.add_argument("--model", default="squeezenet", help="(%(default)s)")
+    predict.add_argument("--topk", type=int, help="classes per image (server default: 5)")
+    predict.add_argument("--concurrency", type=int, default=8, help="requests in flight (%(default)s)")
+    predict.add_argument("--timeout", type=float, default=60.0, help="seconds per request (%(default)s)")
+    predict.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    predict.set_defaults(func=cmd_predict)
     return parser
-
-
-# Later subcommands (serve, predict, evaluate) register themselves here.
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

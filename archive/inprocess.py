@@ -23,7 +23,7 @@ _counter = itertools.count()
 @dataclass(frozen=True)
 class Answer:
     status: int
-    content_type: str | None
+    headers: dict[str, str]  # per-request response headers the handler set (MMS would send them)
     body: Any  # the prediction (list of {"class", "probability"}) or the handler's JSON error text
 
     @property
@@ -60,7 +60,7 @@ class InProcessService:
         answers = []
         for idx, body in enumerate(bodies):
             status, _phrase = self.context.get_response_status(idx)
-            answers.append(Answer(status or 200, self.context.get_response_content_type(idx), body))
+            answers.append(Answer(status or 200, dict(self.context.get_response_headers(idx)), body))
         return answers
 
     def predict_bytes(self, images: list[bytes], topk: int | None = None) -> list[Answer]:

@@ -496,13 +496,20 @@ def load_engine(name: str, model_dir: Path, sig: Signature, threads: int) -> Eng
 
 # ------------------------------------------------------------------------------------------ service
 def request_payload(request: dict[str, Any], field: str) -> bytes:
-    """The image bytes: the multipart field named like the model input, or the raw body."""
+    """The image bytes: the multipart field named like the model input, or the raw body.
+
+    Unless the worker runs with ``MMS_DECODE_INPUT_REQUEST=false`` (``squeezenet-mar serve`` sets
+    it), MMS hands over an ``application/json`` body already parsed and a ``text/*`` body as str.
+    """
     for key in (field, "body"):
         value = request.get(key)
-        if value is not None:
-            if isinstance(value, str):
-                value = value.encode("utf-8")
-            return bytes(value)
+        if value is None:
+            continue
+        if isinstance(value, (dict, list)):
+            raise UnsupportedMediaType("the body is JSON, not an image (JPEG, PNG, GIF, BMP, TIFF, WebP)")
+        if isinstance(value, str):
+            value = value.encode("utf-8")
+        return bytes(value)
     names = sorted(request)
     raise BadInput(
         f"no image in the request: send it as the raw body or as the multipart field {field!r}"
@@ -586,7 +593,6 @@ class SqueezeNetService:
         if good:
             scores = self.inference(np.stack(tensors))
             for idx, prediction in zip(good, self.postprocess(scores, topks), strict=True):
-                _set_content_type(context, idx)
                 answers[idx] = prediction
         return answers
 
@@ -596,13 +602,14 @@ class SqueezeNetService:
         return self.signature
 
 
-def _set_content_type(context: Any, idx: int) -> None:
-    if getattr(context, "request_processor", None):
-        context.set_response_content_type(idx, "application/json")
-
-
 def _error_answer(context: Any, idx: int, exc: ServiceError) -> str:
-    _set_content_type(context, idx)
+    """The request's own status and a JSON body naming the cause.
+
+    No response headers (not even ``set_response_content_type``): MMS 1.1.11's frontend decodes the
+    per-request header map without handling a reply split across socket reads
+    (``ModelResponseDecoder`` -> ``CodecUtils.readMap``), so a batched reply carrying headers can fail
+    every request of the batch with a 500. Bodies are always JSON.
+    """
     context.set_response_status(exc.status, exc.reason, idx)
     return json.dumps(exc.to_json())
 

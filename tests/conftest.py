@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from harness import make_model_dir
+from harness import ROOT, make_model_dir
 from squeezenet_mar.inprocess import InProcessService
 from squeezenet_onnx import build_squeezenet11
 
@@ -40,3 +40,30 @@ def built(tmp_path_factory: pytest.TempPathFactory, onnx_model: Path):
             progress=False,
         )
     )
+
+
+SERVE_ENV = {"MMS_DECODE_INPUT_REQUEST": "false", "SQUEEZENET_WORKERS": "1"}
+
+
+@pytest.fixture(scope="session")
+def mms(tmp_path_factory: pytest.TempPathFactory, built):
+    """A real Multi Model Server on free 127.0.0.1 ports with the built archive registered as
+    'squeezenet' (batch_size 8, max_batch_delay 50 ms, one worker); always stopped, by our PIDs."""
+    from squeezenet_mar.server import ModelServer, Registration, free_port
+
+    server = ModelServer(
+        tmp_path_factory.mktemp("mms"),
+        built.archive.parent,
+        config=ROOT / "config.properties",
+        inference_port=free_port(),
+        management_port=free_port(),
+        env=SERVE_ENV,
+    )
+    server.start()
+    try:
+        server.register(Registration(url=built.archive.name, batch_size=8, max_batch_delay_ms=50))
+        server.wait_for_workers("squeezenet", 1)
+        yield server
+    finally:
+        server.stop()
+        assert not server.processes()

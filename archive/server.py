@@ -1,0 +1,304 @@
+"""Start, drive and stop a real Multi Model Server: the Java frontend with its Python workers.
+
+Used by ``squeezenet-mar serve`` and by the integration tests, so both run MMS the same way.
+Facts about MMS 1.1.11 this module relies on (measured, see README "Serving"):
+
+- ``multi-model-server --start`` refuses to start while the pid file ``$TMPDIR/.model_server.pid``
+  names a live process, and the frontend puts worker sockets and unpacked models in
+  ``java.io.tmpdir`` (``$TEMP``). A private ``TMPDIR``/``TEMP`` per server keeps servers apart.
+- Addresses must use ports below 32767 (the frontend refuses larger ones).
+- Logs go to ``$LOG_LOCATION`` and ``$METRICS_LOCATION`` (default ``./logs``).
+- Only models registered through the management API get ``batch_size``/``max_batch_delay``.
+- Workers inherit the environment; ``SQUEEZENET_WORKERS`` lets the handler size its thread pool.
+
+Only processes this module started are ever signalled: the launcher and its descendants, by PID.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from .errors import ArchiveToolError
+
+logger = logging.getLogger(__name__)
+
+MAX_PORT = 32766  # MMS's Connector refuses ports >= 32767
+
+
+class ServerError(ArchiveToolError):
+    exit_code = 8
+
+
+def free_port(low: int = 20000, high: int = MAX_PORT) -> int:
+    """A port on 127.0.0.1 that is free now and that MMS accepts."""
+    for _ in range(200):
+        port = random.randint(low, high)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise ServerError(f"no free port between {low} and {high} on 127.0.0.1")
+
+
+def _check_port_free(url: str) -> None:
+    """Refuse to start on a taken port: ``/ping`` would be answered by whatever holds it."""
+    host_port = url.split("://", 1)[-1].split("/", 1)[0]
+    host, _, port = host_port.rpartition(":")
+    with socket.socket() as probe:
+        try:
+            probe.bind((host or "127.0.0.1", int(port)))
+        except OSError as exc:
+            raise ServerError(
+                f"{host_port} is already in use ({exc.strerror}); stop what holds it or "
+                "change the address in config.properties"
+            ) from exc
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    properties: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", "!")) and "=" in line:
+            key, _, value = line.partition("=")
+            properties[key.strip()] = value.strip()
+    return properties
+
+
+def write_properties(path: Path, properties: dict[str, str]) -> None:
+    path.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
+
+
+@dataclass(frozen=True)
+class Registration:
+    """How a model is registered through the management API."""
+
+    url: str  # archive file name in the model store, or an http(s) URL
+    name: str = "squeezenet"
+    batch_size: int = 1
+    max_batch_delay_ms: int = 100
+    workers: int = 1
+    response_timeout_s: int = 120
+
+
+class ModelServer:
+    """One MMS instance in ``home`` (config, tmp, logs), started in the foreground as our child."""
+
+    def __init__(
+        self,
+        home: Path,
+        model_store: Path,
+        config: Path | None = None,
+        inference_port: int | None = None,
+        management_port: int | None = None,
+        env: dict[str, str] | None = None,
+        log_dir: Path | None = None,
+    ) -> None:
+        self.home = home.resolve()
+        self.model_store = model_store.resolve()
+        properties = read_properties(config) if config else {}
+        if inference_port is not None:
+            properties["inference_address"] = f"http://127.0.0.1:{inference_port}"
+        if management_port is not None:
+            properties["management_address"] = f"http://127.0.0.1:{management_port}"
+        properties.setdefault("inference_address", f"http://127.0.0.1:{free_port()}")
+        properties.setdefault("management_address", f"http://127.0.0.1:{free_port()}")
+        properties["model_store"] = str(self.model_store)
+        self.properties = properties
+        self.inference_url = properties["inference_address"].rstrip("/")
+        self.management_url = properties["management_address"].rstrip("/")
+        self.extra_env = env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_dir = (log_dir or self.home / "logs").resolve()
+
+    # ------------------------------------------------------------------------------------ lifecycle
+    def start(self, models: list[str] | None = None, timeout: float = 120.0) -> None:
+        """Start and wait for ``/ping``; ``models`` are ``name=archive`` pairs loaded at start-up."""
+        if shutil.which("java") is None:
+            raise ServerError("java not found on PATH: Multi Model Server needs a Java 11+ runtime")
+        for url in (self.inference_url, self.management_url):
+            _check_port_free(url)
+        tmp = self.home / "tmp"
+        for folder in (self.home, tmp, self.log_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        config = self.home / "config.properties"
+        write_properties(config, self.properties)
+        env = dict(os.environ)
+        env.update(
+            TMPDIR=str(tmp),
+            TEMP=str(tmp),
+            LOG_LOCATION=str(self.log_dir),
+            METRICS_LOCATION=str(self.log_dir),
+            **self.extra_env,
+        )
+        launcher = Path(sys.executable).with_name("multi-model-server")
+        command = [str(launcher), "--start", "--foreground", "--mms-config", str(config)]
+        command += ["--model-store", str(self.model_store)]
+        if models:
+            command += ["--models", *models]
+        logger.info("starting MMS: %s", " ".join(command))
+        self._stdout = (self.home / "mms.out").open("ab")
+        self.process = subprocess.Popen(
+            command,
+            cwd=self.home,
+            env=env,
+            stdout=self._stdout,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            self._wait_for_ping(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_for_ping(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise ServerError(f"MMS exited with code {self.process.returncode}: {self.output_tail()}")
+            try:
+                if requests.get(f"{self.inference_url}/ping", timeout=2).ok:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        raise ServerError(f"MMS did not answer /ping within {timeout:.0f} s: {self.output_tail()}")
+
+    def wait(self) -> int:
+        """Block until MMS exits by itself; its exit code."""
+        if self.process is None:
+            raise ServerError("MMS is not running")
+        return self.process.wait()
+
+    def output_tail(self, lines: int = 15) -> str:
+        text = ""
+        for path in (self.home / "mms.out", self.log_dir / "mms_log.log"):
+            if path.is_file():
+                text += "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) + "\n"
+        return text.strip()
+
+    def processes(self) -> list[Any]:
+        """The launcher and every descendant (frontend, workers): all started by us."""
+        import psutil
+
+        if self.process is None:
+            return []
+        try:
+            root = psutil.Process(self.process.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM to our processes, SIGKILL to those still alive after ``timeout``."""
+        import psutil
+
+        procs = self.processes()
+        for proc in procs:
+            try:
+                proc.send_signal(signal.SIGTERM)
+            except psutil.NoSuchProcess:
+                pass
+        _gone, alive = psutil.wait_procs(procs, timeout=timeout)
+        for proc in alive:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=5)
+        if self.process is not None:
+            self.process.wait(timeout=5)
+            self.process = None
+        if getattr(self, "_stdout", None):
+            self._stdout.close()
+
+    def __enter__(self) -> ModelServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------------------- management API
+    def register(self, registration: Registration, timeout: float = 180.0) -> dict[str, Any]:
+        params = {
+            "url": registration.url,
+            "model_name": registration.name,
+            "batch_size": registration.batch_size,
+            "max_batch_delay": registration.max_batch_delay_ms,
+            "initial_workers": registration.workers,
+            "response_timeout": registration.response_timeout_s,
+            "synchronous": "true",
+        }
+        response = requests.post(f"{self.management_url}/models", params=params, timeout=timeout)
+        if not response.ok:
+            raise ServerError(
+                f"registering {registration.url} failed: HTTP {response.status_code} {response.text.strip()}"
+            )
+        return response.json()
+
+    def describe(self, name: str = "squeezenet") -> dict[str, Any]:
+        response = requests.get(f"{self.management_url}/models/{name}", timeout=10)
+        response.raise_for_status()
+        body = response.json()
+        return body[0] if isinstance(body, list) else body
+
+    def scale(self, name: str, min_worker: int, timeout: float = 180.0) -> None:
+        response = requests.put(
+            f"{self.management_url}/models/{name}",
+            params={"min_worker": min_worker, "max_worker": min_worker, "synchronous": "true"},
+            timeout=timeout,
+        )
+        if not response.ok:
+            raise ServerError(f"scaling {name} failed: HTTP {response.status_code} {response.text.strip()}")
+
+    def worker_pids(self, name: str = "squeezenet") -> list[int]:
+        """PIDs of the processes holding the model: each ``model_service_worker.py`` the frontend starts
+        for ``name`` forks one child per frontend connection, and that child loads and runs the model."""
+        import psutil
+
+        workers = []
+        for proc in self.processes():
+            try:
+                command = proc.cmdline()
+                parent = proc.parent()
+                parent_command = parent.cmdline() if parent else []
+            except psutil.NoSuchProcess:
+                continue
+            is_worker = any(part.endswith("model_service_worker.py") for part in command)
+            if is_worker and _flag(command, "--model-name") == name and parent_command == command:
+                workers.append(proc.pid)
+        return sorted(workers)
+
+    def wait_for_workers(self, name: str, count: int, timeout: float = 120.0) -> list[int]:
+        """Wait until the frontend reports ``count`` READY workers and their processes exist."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                workers = self.describe(name).get("workers", [])
+            except requests.RequestException:
+                workers = []
+            ready = [w for w in workers if str(w.get("status", "")).upper() == "READY"]
+            pids = self.worker_pids(name)
+            if len(ready) == count and len(pids) == count:
+                return pids
+            time.sleep(0.3)
+        raise ServerError(f"{name}: {count} ready worker(s) not seen within {timeout:.0f} s")
+
+
+def _flag(command: list[str], flag: str) -> str | None:
+    return command[command.index(flag) + 1] if flag in command[:-1] else None
