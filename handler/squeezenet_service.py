@@ -24,6 +24,7 @@ A bad request gets its own 4xx with a JSON body naming the cause; the rest of th
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -159,6 +160,32 @@ def read_labels(path: Path) -> list[str]:
     if not labels:
         raise ModelLoadError(f"{path.name}: no labels")
     return labels
+
+
+def check_archive_hashes(model_dir: Path) -> int:
+    """Refuse a tampered or incomplete archive: every file in ``MAR-INF/SHA256SUMS`` must exist inside
+    ``model_dir`` with that SHA-256. Archives without the file (built by other tools) pass unchecked.
+    Returns the number of files checked."""
+    sums = model_dir / "MAR-INF" / "SHA256SUMS"
+    if not sums.is_file():
+        logger.warning("%s: no MAR-INF/SHA256SUMS, archive integrity not checked", model_dir)
+        return 0
+    root = model_dir.resolve()
+    checked = 0
+    for line in sums.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        expected, _, name = line.partition("  ")
+        path = (model_dir / name).resolve()
+        if not path.is_relative_to(root):
+            raise ModelLoadError(f"MAR-INF/SHA256SUMS: {name!r} points outside the archive")
+        if not path.is_file():
+            raise ModelLoadError(f"{name}: listed in MAR-INF/SHA256SUMS but missing from the archive")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != expected:
+            raise ModelLoadError(f"{name}: sha256 {digest} does not match MAR-INF/SHA256SUMS ({expected})")
+        checked += 1
+    return checked
 
 
 def read_signature(path: Path) -> Signature:
@@ -534,6 +561,7 @@ class SqueezeNetService:
         started = time.perf_counter()
         props = context.system_properties
         model_dir = Path(props["model_dir"])
+        check_archive_hashes(model_dir)
         sig = read_signature(model_dir / SIGNATURE_FILE)
         labels = read_labels(model_dir / SYNSET_FILE)
         if len(labels) != sig.num_classes:

@@ -200,6 +200,21 @@ def test_load_fails_naming_the_file(tmp_path, onnx_model, how):
     shutil.rmtree(model_dir)
 
 
+def test_a_tampered_archive_does_not_load(tmp_path, built):
+    """The handler checks MAR-INF/SHA256SUMS itself, so MMS never serves a modified model."""
+    import zipfile
+
+    folder = tmp_path / "unpacked"
+    with zipfile.ZipFile(built.archive) as archive:
+        archive.extractall(folder)
+    model = bytearray((folder / "squeezenet1.1.onnx").read_bytes())
+    model[1000] ^= 0x01
+    (folder / "squeezenet1.1.onnx").write_bytes(bytes(model))
+    with pytest.raises(Exception, match=r"squeezenet1\.1\.onnx: sha256 .* does not match") as caught:
+        InProcessService(folder)
+    assert type(caught.value).__name__ == "ModelLoadError"
+
+
 def test_requests_before_load_are_503_not_predictions(tmp_path):
     import mms
     from harness import HANDLER_FILE
