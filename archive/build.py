@@ -230,10 +230,13 @@ def build_archive(options: BuildOptions) -> BuildResult:
     with tempfile.TemporaryDirectory(prefix="squeezenet-mar-") as tmp:
         staging = Path(tmp)
         stage_files(options, onnx_path, info, staging)
-        top5 = smoke_test(staging) if options.smoke_test else []
         files = {p.name: p.read_bytes() for p in sorted(staging.iterdir()) if p.is_file()}
-    files[MANIFEST] = manifest_bytes(build_manifest(options, source))
-    files[SHA256SUMS] = sha256sums(files)
+        files[MANIFEST] = manifest_bytes(build_manifest(options, source))
+        files[SHA256SUMS] = sha256sums(files)
+        (staging / "MAR-INF").mkdir()
+        for name in (MANIFEST, SHA256SUMS):  # the smoke test sees exactly what MMS will unpack
+            (staging / name).write_bytes(files[name])
+        top5 = smoke_test(staging) if options.smoke_test else []
     output = options.output
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
