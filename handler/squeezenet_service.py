@@ -16,6 +16,7 @@ Errors (the status code lives on the class; ``handle`` converts them in exactly 
     +-- BadInput                 400  undecodable, empty, truncated, missing field, bad parameter
     +-- PayloadTooLarge          413  too many bytes or too many pixels (decompression bomb)
     +-- UnsupportedMediaType     415  a recognisable non-image (PDF, HTML, SVG, JSON, text, ...)
+    +-- InferenceError           500  the engine failed on a batch (every request of it gets this)
     +-- ModelLoadError           503  the archive's files are missing or inconsistent (raised at load)
 
 A bad request gets its own 4xx with a JSON body naming the cause; the rest of the batch is answered.
@@ -69,6 +70,11 @@ class PayloadTooLarge(ServiceError):
 class UnsupportedMediaType(ServiceError):
     status = 415
     reason = "Unsupported Media Type"
+
+
+class InferenceError(ServiceError):
+    status = 500
+    reason = "Internal Server Error"
 
 
 class ModelLoadError(ServiceError):
@@ -619,8 +625,14 @@ class SqueezeNetService:
             topks.append(k)
             tensors.append(tensor)
         if good:
-            scores = self.inference(np.stack(tensors))
-            for idx, prediction in zip(good, self.postprocess(scores, topks), strict=True):
+            try:
+                predictions = self.postprocess(self.inference(np.stack(tensors)), topks)
+            except ServiceError as exc:
+                return _answer_all(context, answers, good, exc)
+            except Exception as exc:  # an engine bug must not kill the worker (see handle)
+                logger.exception("inference failed for a batch of %d", len(good))
+                return _answer_all(context, answers, good, InferenceError(f"inference failed: {exc!r}"))
+            for idx, prediction in zip(good, predictions, strict=True):
                 answers[idx] = prediction
         return answers
 
@@ -645,30 +657,35 @@ def _error_answer(context: Any, idx: int, exc: ServiceError) -> str:
 _service = SqueezeNetService()
 
 
+def _answer_all(context: Any, answers: list[Any], indices: list[int], exc: ServiceError) -> list[Any]:
+    for idx in indices:
+        answers[idx] = _error_answer(context, idx, exc)
+    return answers
+
+
 def handle(data: list[dict[str, Any]] | None, context: Any) -> list[Any] | None:
-    """MMS entry point: ``data is None`` at load time, else one answer per request in ``data``."""
+    """MMS entry point: ``data is None`` at load time, else one answer per request in ``data``.
+
+    Never raises for a batch: when ``handle`` raises with more than one request, MMS 1.1.11 answers
+    one request with the intended status and fails the others with 500 "Worker died" (a
+    ConcurrentModificationException in the frontend), restarting the worker. Whole-batch failures
+    are therefore answered per request too.
+    """
     if data is None:
         if not _service.initialized:
             _service.initialize(context)
         return None
     if not _service.initialized:
-        _raise_prediction_exception(ModelLoadError("the model is not loaded"))
-    try:
-        return _service.handle(data, context)
-    except ServiceError as exc:  # a whole-batch failure (rare: e.g. the engine failed)
-        _raise_prediction_exception(exc)
-    return None  # unreachable
-
-
-def _raise_prediction_exception(exc: ServiceError) -> None:
-    from mms.service import PredictionException
-
-    raise PredictionException(str(exc), exc.status) from exc
+        return _answer_all(
+            context, [None] * len(data), list(range(len(data))), ModelLoadError("model not loaded")
+        )
+    return _service.handle(data, context)
 
 
 __all__: list[str] = [
     "BadInput",
     "Engine",
+    "InferenceError",
     "ModelLoadError",
     "PayloadTooLarge",
     "Preprocessing",

@@ -218,12 +218,24 @@ def test_a_tampered_archive_does_not_load(tmp_path, built):
 def test_requests_before_load_are_503_not_predictions(tmp_path):
     import mms
     from harness import HANDLER_FILE
-    from mms.context import Context
-    from mms.service import PredictionException
+    from mms.context import Context, RequestProcessor
     from squeezenet_mar.inprocess import _import_file
 
     module = _import_file(HANDLER_FILE, "squeezenet_service_unloaded")
-    context = Context("squeezenet", str(tmp_path), None, 1, None, mms.__version__)
-    with pytest.raises(PredictionException) as caught:
-        module.handle([raw(GOOD["png_rgb"])], context)
-    assert caught.value.error_code == 503
+    context = Context("squeezenet", str(tmp_path), None, 2, None, mms.__version__)
+    context.request_processor = [RequestProcessor({}), RequestProcessor({})]
+    answers = module.handle([raw(GOOD["png_rgb"]), raw(GOOD["bmp"])], context)
+    assert [context.get_response_status(i)[0] for i in range(2)] == [503, 503]
+    assert [json.loads(a)["message"] for a in answers] == ["model not loaded"] * 2
+
+
+def test_an_engine_failure_is_answered_per_request_not_raised(service):
+    """MMS mishandles an exception raised for a batch of more than one request."""
+    engine = service.module._service.engine
+    service.module._service.engine = lambda batch: (_ for _ in ()).throw(RuntimeError("engine exploded"))
+    try:
+        answers = service.predict([raw(GOOD["png_rgb"]), raw(b""), raw(GOOD["bmp"])])
+    finally:
+        service.module._service.engine = engine
+    assert [a.status for a in answers] == [500, 400, 500]
+    assert "engine exploded" in answers[0].json["message"]
