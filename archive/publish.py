@@ -72,11 +72,17 @@ _SAFE_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _EVALUATION_LABELS = {
     "date": "Date",
     "images": "Images",
-    "top1": "Top-1",
-    "top5": "Top-5",
-    "reference_top1": "Reference top-1",
-    "reference_top5": "Reference top-5",
+    "failed": "Failed images (counted as wrong)",
+    "top1": "Top-1 (%)",
+    "top5": "Top-5 (%)",
+    "reference_top1": "Reference top-1 (%)",
+    "reference_top5": "Reference top-5 (%)",
+    "top1_difference": "Top-1 difference (points)",
+    "top5_difference": "Top-5 difference (points)",
     "images_per_second": "Images per second",
+    "subset": "Images evaluated",
+    "ground_truth": "Ground truth",
+    "served_by": "Served by",
 }
 
 
@@ -411,10 +417,20 @@ def _accuracy_section(model_name: str, evaluation: dict[str, Any] | None) -> str
     else:
         text += f"Reference accuracy: {NOT_RECORDED}.\n"
     if evaluation:
-        ordered = [key for key in _EVALUATION_LABELS if key in evaluation]
-        ordered += sorted(key for key in evaluation if key not in _EVALUATION_LABELS)
-        rows = [(_EVALUATION_LABELS.get(key, key), _cell(evaluation[key])) for key in ordered]
+        # Scalars in a table; the per-image failures stay in the JSON, the confused pairs get a table.
+        scalars = {k: v for k, v in evaluation.items() if not isinstance(v, (list, dict))}
+        ordered = [key for key in _EVALUATION_LABELS if key in scalars]
+        ordered += sorted(key for key in scalars if key not in _EVALUATION_LABELS)
+        rows = [(_EVALUATION_LABELS.get(key, key), _cell(scalars[key])) for key in ordered]
         text += "\n### Last evaluation of this archive\n\n" + _table(("Metric", "Value"), rows)
+        confusions = [c for c in evaluation.get("confusions") or [] if isinstance(c, dict)]
+        if confusions:
+            pairs = [
+                (_cell(c.get("true_class")), _cell(c.get("predicted_class")), _cell(c.get("count")))
+                for c in confusions
+            ]
+            text += "\nMost confused classes (true class -> predicted top-1):\n\n"
+            text += _table(("True class", "Predicted top-1", "Images"), pairs)
     else:
         text += f"\nLast evaluation of this archive: {NOT_RECORDED}.\n"
     return text
@@ -433,9 +449,9 @@ def _serve_section(*, name: str, url: str) -> str:
     )
 
 
-def _table(header: tuple[str, str], rows: list[tuple[str, str]]) -> str:
-    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
-    lines += [f"| {key} | {value} |" for key, value in rows]
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
