@@ -100,6 +100,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import ModelServer, Registration
+    from .verify import verify_archive
 
     archive = args.archive.resolve()
     if not archive.is_file():
@@ -115,6 +116,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "SQUEEZENET_THREADS": str(threads),
         "OMP_NUM_THREADS": str(threads),
     }
+    # Verify first (without running the handler): MMS 1.1.11 unpacks '../' entries outside the model
+    # folder before any handler runs, and answers a failed load with only "Failed to start workers".
+    verify_archive(archive, run=False)
     server = ModelServer(args.home, archive.parent, config=args.config, env=env, log_dir=args.log_dir)
     # Explicitly, for SIGINT too: a background job of a non-interactive shell starts with SIGINT ignored.
     signal.signal(signal.SIGTERM, _raise_interrupt)

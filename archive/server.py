@@ -243,26 +243,33 @@ class ModelServer:
             "initial_workers": registration.workers,
             "synchronous": "true",
         }
+        log = self.log_dir / "mms_log.log"
+        offset = log.stat().st_size if log.is_file() else 0
         response = requests.post(f"{self.management_url}/models", params=params, timeout=timeout)
         if not response.ok:
-            message = _json_message(response)
-            cause = self.load_error()
-            raise ServerError(
-                f"registering {registration.url} failed: HTTP {response.status_code} {message}"
-                + (f"; the worker said: {cause}" if cause else "")
-            )
+            cause = self.load_error(registration.name, offset)
+            answer = f"HTTP {response.status_code} {_json_message(response)}"
+            said = f"the worker said: {cause}" if cause else f"MMS logged no cause; see {log}"
+            raise ServerError(f"registering {registration.url} failed: {answer}; {said}")
         return response.json()
 
-    def load_error(self) -> str | None:
-        """The last exception a worker logged (MMS's answer to a failed load says only
-        'Failed to start workers'; the cause, e.g. the handler's ModelLoadError, is in its log)."""
+    def load_error(self, model_name: str, offset: int = 0) -> str | None:
+        """The exception a worker of ``model_name`` logged after byte ``offset`` of mms_log.log.
+
+        MMS answers a failed load with only 'Failed to start workers'; the cause (e.g. the handler's
+        ModelLoadError naming the file) is in the worker's output, which MMS 1.1.11 copies into its
+        log only about two times in three. Lines of other models and earlier runs never count."""
         log = self.log_dir / "mms_log.log"
         if not log.is_file():
             return None
-        pattern = re.compile(r"WorkerLifeCycle - (\w+(?:\.\w+)*(?:Error|Exception): .*)$")
-        causes = [
-            m.group(1) for line in log.read_text(errors="replace").splitlines() if (m := pattern.search(line))
-        ]
+        with log.open("rb") as handle:
+            handle.seek(offset)
+            text = handle.read().decode("utf-8", "replace")
+        pattern = re.compile(
+            rf"W-\d+-{re.escape(model_name)}-stdout .*WorkerLifeCycle - "
+            r"(\w+(?:\.\w+)*(?:Error|Exception): .*)$"
+        )
+        causes = [m.group(1) for line in text.splitlines() if (m := pattern.search(line))]
         return causes[-1] if causes else None
 
     def describe(self, name: str = "squeezenet") -> dict[str, Any]:

@@ -3,8 +3,10 @@ must read, and the bad inputs it must refuse with a clear 4xx."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import struct
+import zipfile
 import zlib
 
 import numpy as np
@@ -133,4 +135,22 @@ def bad_inputs() -> dict[str, tuple[bytes, int, str]]:
         "jpeg_header_garbage": (good_jpeg[:20] + rng.bytes(3000), 400, "decode"),
         "png_signature_garbage": (b"\x89PNG\r\n\x1a\n" + rng.bytes(2000), 400, "decode"),
         "png_bomb_60000x60000": (png_bomb(), 413, "pixels"),
+    }
+
+
+def more_bad_inputs() -> dict[str, tuple[bytes, int, str]]:
+    """More refusals in the format of :func:`bad_inputs`: archives and markup sent by mistake, and
+    image headers of the other formats followed by garbage."""
+    rng = np.random.RandomState(22)
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr(zipfile.ZipInfo("kitten.jpg", (1980, 1, 1, 0, 0, 0)), jpeg(64, 48, 23))
+    return {
+        "gzip": (gzip.compress(jpeg(64, 48, 24), mtime=0), 415, "gzip"),
+        "zip": (zipped.getvalue(), 415, "ZIP"),
+        "xml": (b'<?xml version="1.0"?><image href="kitten.jpg"/>', 415, "XML"),
+        "gif_header_garbage": (b"GIF89a" + rng.bytes(2000), 400, "decode"),
+        "bmp_header_garbage": (b"BM" + rng.bytes(2000), 400, "decode"),
+        "webp_header_garbage": (b"RIFF\x00\x10\x00\x00WEBPVP8 " + rng.bytes(2000), 400, "decode"),
+        "tiff_header_garbage": (b"II*\x00" + rng.bytes(2000), 400, "decode"),
     }
