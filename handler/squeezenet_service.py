@@ -88,9 +88,8 @@ class Preprocessing:
     input_name: str
     resize_shorter_side: int
     crop_size: int
-    mean: np.ndarray  # shape (3, 1, 1), float32
-    std: np.ndarray  # shape (3, 1, 1), float32
-    scale: float
+    gain: np.ndarray  # scale / std, shape (3, 1, 1), float32: x * gain + offset == (x * scale - mean) / std
+    offset: np.ndarray  # -mean / std, shape (3, 1, 1), float32
     max_image_bytes: int
     max_image_pixels: int
     draft: bool
@@ -142,9 +141,10 @@ def parse_signature(raw: dict[str, Any], source: str = SIGNATURE_FILE) -> Signat
             input_name=str(_require(inputs[0], "data_name", source)),
             resize_shorter_side=resize,
             crop_size=crop,
-            mean=mean.reshape(3, 1, 1),
-            std=std.reshape(3, 1, 1),
-            scale=float(pre.get("scale", 1.0 / 255.0)),
+            gain=(np.float64(pre.get("scale", 1.0 / 255.0)) / std.astype(np.float64))
+            .astype(np.float32)
+            .reshape(3, 1, 1),
+            offset=(-mean.astype(np.float64) / std.astype(np.float64)).astype(np.float32).reshape(3, 1, 1),
             max_image_bytes=int(limits.get("max_image_bytes", 20 * 1024 * 1024)),
             max_image_pixels=int(limits.get("max_image_pixels", 40_000_000)),
             draft=bool(pre.get("jpeg_draft", True)),
@@ -324,9 +324,12 @@ def resize_and_crop(image: Image.Image, resize: int, crop: int) -> Image.Image:
 
 
 def normalize(image: Image.Image, pre: Preprocessing) -> np.ndarray:
-    """RGB HWC uint8 to CHW float32: scale to [0, 1], subtract mean, divide by std."""
-    chw = np.asarray(image, dtype=np.float32).transpose(2, 0, 1)
-    return ((chw * np.float32(pre.scale)) - pre.mean) / pre.std
+    """RGB HWC uint8 to CHW float32: scale to [0, 1], subtract mean, divide by std, folded into one
+    multiply-add with constants built once from the signature."""
+    chw = np.asarray(image).transpose(2, 0, 1).astype(np.float32)
+    chw *= pre.gain
+    chw += pre.offset
+    return chw
 
 
 def preprocess_image(data: bytes, pre: Preprocessing) -> np.ndarray:
@@ -371,12 +374,41 @@ class Engine(Protocol):
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. under ``taskset``), else all of them."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _positive_env_int(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise ModelLoadError(f"environment variable {name}={value!r} is not a whole number") from None
+    if number < 1:
+        raise ModelLoadError(f"environment variable {name} must be at least 1, got {number}")
+    return number
+
+
 def default_threads() -> int:
-    """Threads per worker: ``SQUEEZENET_THREADS``, else cores / ``SQUEEZENET_WORKERS`` (default 1)."""
-    if os.environ.get("SQUEEZENET_THREADS"):
-        return max(1, int(os.environ["SQUEEZENET_THREADS"]))
-    workers = max(1, int(os.environ.get("SQUEEZENET_WORKERS", "1")))
-    return max(1, (os.cpu_count() or 1) // workers)
+    """Inference threads per worker: ``SQUEEZENET_THREADS``, else usable cores // ``SQUEEZENET_WORKERS``
+    (default 1 worker), at least 1.
+
+    MMS runs each worker as its own process with its own thread pool, so by default workers x threads
+    = cores: more threads than cores make OpenMP's barriers wait for descheduled threads (a batch-1
+    forward pass has ~40 of them). Both engines take this number: MXNet as ``OMP_NUM_THREADS`` (see
+    ``import_mxnet``), ONNX Runtime as ``intra_op_num_threads``.
+    """
+    threads = _positive_env_int("SQUEEZENET_THREADS")
+    if threads is not None:
+        return threads
+    workers = _positive_env_int("SQUEEZENET_WORKERS") or 1
+    return max(1, usable_cores() // workers)
 
 
 def find_model_files(model_dir: Path, model_file: str | None) -> tuple[str, Path]:
@@ -403,22 +435,115 @@ def find_model_files(model_dir: Path, model_file: str | None) -> tuple[str, Path
     return find_model_files(model_dir, symbols[0].name)
 
 
-def _import_mxnet(threads: int) -> Any:
-    # OpenMP reads this once, when MXNet loads: one worker must not use every core (see README).
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    os.environ.setdefault("MXNET_CPU_WORKER_NTHREADS", "1")
+def import_mxnet(threads: int) -> Any:
+    """MXNet set up for a serving worker: one forward pass at a time on ``threads`` OpenMP threads.
+
+    - ``OMP_NUM_THREADS`` is read once, when MXNet loads libgomp; oneDNN's kernels run on that many
+      threads. It is overwritten, not defaulted: a value inherited from the parent (the MMS frontend,
+      a test process) would otherwise beat ``SQUEEZENET_WORKERS``/``SQUEEZENET_THREADS``.
+    - ``MXNET_ENGINE_TYPE=NaiveEngine`` (unless set): operators run in the calling thread. The default
+      threaded engine hands every operator to an engine thread and back; on 2 cores that is about half
+      of a batch-1 forward pass (6.5 ms -> 3.4 ms), and a worker gains nothing from its asynchrony: each
+      batch is one forward pass whose result is awaited at once.
+    - ``GOMP_SPINCOUNT=10000`` (unless it or ``OMP_WAIT_POLICY`` is set): how long an idle OpenMP thread
+      spins before it sleeps. libgomp's 300000 suits an idle machine, but when another process takes a
+      core (the MMS frontend, a neighbour), the spinning thread keeps the preempted one from running and
+      every one of a forward pass's barriers waits for a time slice. Measured on 2 cores with one core
+      kept busy, batch-1 p50 / p90: 12-57 / 117-167 ms with 300000, 16 / 17 ms with 10000 (3000: 9 ms,
+      1000: 7 ms, ONNX Runtime 7 ms); on an idle machine 10000 costs ~5% at batch 8, 3000 ~9%, 1000 35%
+      at batch 1.
+    - ``MXSetNumOMPThreads`` also applies ``threads`` to the calling thread when MXNet was imported
+      before (the archive builder, in-process use); the engine type is then whatever that import chose.
+    """
+    import ctypes
+    import sys
+
+    if "mxnet" not in sys.modules:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")
+        os.environ.setdefault("MXNET_CPU_WORKER_NTHREADS", "1")  # used only by the threaded engines
+        if "OMP_WAIT_POLICY" not in os.environ:
+            os.environ.setdefault("GOMP_SPINCOUNT", "10000")
     try:
         import mxnet as mx
     except ImportError as exc:
         raise ModelLoadError(
             f"engine 'mxnet' needs the mxnet package: pip install mxnet==1.9.1 ({exc})"
         ) from exc
+    mx.base.check_call(mx.base._LIB.MXSetNumOMPThreads(ctypes.c_int(threads)))
     return mx
 
 
-def load_mxnet_params(kind: str, path: Path, threads: int) -> tuple[Any, dict, dict]:
-    """(symbol, arg_params, aux_params) from an ONNX file or an MXNet checkpoint."""
-    mx = _import_mxnet(threads)
+def _passes_through(node: dict[str, Any]) -> bool:
+    """True for an operator that returns its first input unchanged when not training."""
+    attrs = node.get("attrs", {})
+    if node["op"] == "Pad":
+        widths = attrs.get("pad_width", "").strip("()[] ").split(",")
+        return all(int(width) == 0 for width in widths if width.strip())
+    if node["op"] == "Dropout":
+        return attrs.get("mode", "training") == "training"  # mode "always" drops at inference too
+    return False
+
+
+def optimize_symbol(sym: Any) -> Any:
+    """The graph MXNet's ONNX importer returns, rewritten so that oneDNN (MKLDNN) runs all of it.
+
+    On binding, MXNet's MKLDNN subgraph pass fuses ``Convolution`` + ``Activation(act_type='relu')``
+    into one oneDNN convolution with a ReLU post-op, and oneDNN operators hand each other tensors in
+    its blocked memory layout. The imported SqueezeNet 1.1 defeats both:
+
+    - ONNX ``Relu`` becomes the bare ``relu`` operator, which the pass does not fuse and which has no
+      oneDNN kernel: 26 extra operators, each converting its input back to plain NCHW and its output
+      back to blocked. Rewritten to ``Activation(act_type='relu')``: the same function.
+    - Every ONNX ``MaxPool``/``AveragePool`` becomes ``Pad`` + ``Pooling``, even when the pads are all
+      zero (here: all four). ``Pad`` has no oneDNN kernel either, so each one costs two layout
+      conversions and a copy. A ``Pad`` whose ``pad_width`` is all zeros is dropped, its consumers
+      reading its input instead.
+    - ``Dropout`` (mode ``training``) is the identity when not training, but the executor still runs a
+      copy for it: dropped the same way. ``mode='always'`` is kept.
+
+    Left alone: ``Flatten`` at the end (a reshape of N x 1000 scores, the output has to be plain NCHW
+    anyway) and ``Concat`` (oneDNN has it). Batch-1 p50 on 2 cores (Xeon, AVX-512), MXNet's default
+    threaded engine: 19 ms as imported, 16 ms with the Pads dropped only, 9.4 ms with the ReLU rewrite
+    only, 6.8 ms with both; with the handler's NaiveEngine (see :func:`import_mxnet`) 11 ms -> 3.7 ms,
+    faster than MXNet Gluon's own model_zoo SqueezeNet 1.1 (4.3 ms; ``python -m benchmarks.run``).
+    Scores are unchanged up to float rounding. Idempotent: applying it to its own result (a converted
+    checkpoint) changes nothing.
+    """
+    import mxnet as mx
+
+    graph = json.loads(sym.tojson())
+    nodes: list[dict[str, Any]] = graph["nodes"]
+    read = {(entry[0], entry[1]) for node in nodes for entry in node["inputs"]}
+    read |= {(head[0], head[1]) for head in graph["heads"]}
+    replaced: dict[int, list[int]] = {}  # index of a dropped node -> the entry it passed through
+    kept: list[int] = []
+    for index, node in enumerate(nodes):  # topological order: inputs are resolved before their readers
+        node["inputs"] = [replaced.get(entry[0], entry) for entry in node["inputs"]]
+        extra_outputs_read = any(i == index and output > 0 for i, output in read)  # e.g. a dropout mask
+        if _passes_through(node) and not extra_outputs_read:
+            replaced[index] = node["inputs"][0]
+            continue
+        if node["op"] == "relu":
+            hidden = {k: v for k, v in node.get("attrs", {}).items() if k.startswith("__")}
+            node["op"], node["attrs"] = "Activation", {**hidden, "act_type": "relu"}
+        kept.append(index)
+    position = {old: new for new, old in enumerate(kept)}
+
+    def renumber(entry: list[int]) -> list[int]:
+        return [position[entry[0]], entry[1], entry[2] if len(entry) > 2 else 0]
+
+    graph["nodes"] = [dict(nodes[i], inputs=[renumber(e) for e in nodes[i]["inputs"]]) for i in kept]
+    graph["arg_nodes"] = [position[i] for i in graph["arg_nodes"]]  # variables are never dropped
+    graph["heads"] = [renumber(replaced.get(head[0], head)) for head in graph["heads"]]
+    graph.pop("node_row_ptr", None)  # recomputed by the loader
+    return mx.sym.load_json(json.dumps(graph))
+
+
+def load_mxnet_params(kind: str, path: Path, threads: int, optimize: bool = True) -> tuple[Any, dict, dict]:
+    """(symbol, arg_params, aux_params) from an ONNX file or an MXNet checkpoint; the symbol passed
+    through :func:`optimize_symbol` unless ``optimize`` is False (benchmarks compare both)."""
+    mx = import_mxnet(threads)
     try:
         if kind == "onnx":
             from mxnet.contrib import onnx as onnx_mxnet
@@ -433,15 +558,90 @@ def load_mxnet_params(kind: str, path: Path, threads: int) -> tuple[Any, dict, d
             sym, arg_params, aux_params = mx.model.load_checkpoint(str(path), 0)
     except Exception as exc:  # MXNet and onnx raise many unrelated types for a corrupt file
         raise ModelLoadError(f"{path.name}: cannot load the model: {type(exc).__name__}: {exc}") from exc
+    if optimize:
+        sym = optimize_symbol(sym)
     return sym, arg_params, aux_params
 
 
+# Operators whose output channel c depends on input channel c only (Flatten: when the input is N x C x 1 x 1).
+_CHANNELWISE_OPS = ("Activation", "relu", "Pooling", "Pad", "Dropout", "Flatten")
+
+
+def pad_output_channels(
+    sym: Any, arg_params: dict, input_name: str, input_shape: tuple[int, ...], multiple: int = 16
+) -> tuple[Any, dict]:
+    """Widen the classifier convolution to a multiple of ``multiple`` output channels with zero weights,
+    and slice the extra scores off the output: the same scores, computed faster.
+
+    oneDNN's fast AVX-512 convolutions (``brgconv``) take channel counts in multiples of 16. SqueezeNet's
+    last convolution has 1000 (512 -> 1000, 1x1, on 13x13) and falls back to an AVX2 kernel with an 8-wide
+    blocked layout, plus layout conversions around it: about 0.8 ms of a 3.4 ms batch-1 forward pass on 2
+    cores, for a quarter of the network's multiply-adds. With 1008 channels it runs with the others:
+    -10% at batch 1 and 8. Only a convolution followed by channel-wise operators up to the output (ReLU,
+    pooling, flatten of a 1x1 map) is widened; the extra channels are zero before the slice, and are
+    dropped by it whatever those operators make of them. Anything else is returned unchanged.
+    """
+    import mxnet as mx
+
+    graph = json.loads(sym.tojson())
+    nodes: list[dict[str, Any]] = graph["nodes"]
+    if len(graph["heads"]) != 1:
+        return sym, arg_params
+    internals = sym.get_internals()
+    _, shapes, _ = internals.infer_shape_partial(**{input_name: input_shape})
+    shape_of = dict(zip(internals.list_outputs(), shapes, strict=True))
+    index = graph["heads"][0][0]
+    while nodes[index]["op"] in _CHANNELWISE_OPS:
+        node, source = nodes[index], nodes[nodes[index]["inputs"][0][0]]
+        if node["op"] == "Pad" and any(int(w) for w in node["attrs"]["pad_width"].strip("()").split(",")[:4]):
+            return sym, arg_params  # pads the batch or channel axis
+        if node["op"] == "Flatten" and tuple(shape_of.get(f"{source['name']}_output", ()))[2:] != (1, 1):
+            return sym, arg_params  # would interleave channels with positions
+        index = node["inputs"][0][0]
+    conv = nodes[index]
+    if conv["op"] != "Convolution" or conv["attrs"].get("num_group", "1") != "1":
+        return sym, arg_params
+    channels = int(conv["attrs"]["num_filter"])
+    if channels % multiple == 0:
+        return sym, arg_params
+    wide = -(-channels // multiple) * multiple
+    padded = dict(arg_params)
+    for entry in conv["inputs"][1:]:  # weight (F, C, kh, kw), then bias (F,) unless no_bias
+        variable = nodes[entry[0]]
+        weights = arg_params[variable["name"]].asnumpy()
+        zeros = np.zeros((wide - channels, *weights.shape[1:]), dtype=weights.dtype)
+        padded[variable["name"]] = mx.nd.array(np.concatenate([weights, zeros]), dtype=weights.dtype)
+        if "__shape__" in variable.get("attrs", {}):  # the ONNX importer records weight shapes
+            variable["attrs"]["__shape__"] = str(padded[variable["name"]].shape)
+    conv["attrs"]["num_filter"] = str(wide)
+    graph.pop("node_row_ptr", None)
+    widened = mx.sym.load_json(json.dumps(graph))
+    name = f"{sym.list_outputs()[0].removesuffix('_output')}_classes"
+    return mx.sym.slice_axis(widened, axis=1, begin=0, end=channels, name=name), padded
+
+
 class MXNetEngine:
-    """The symbol bound once per batch size (on demand), all executors sharing one set of weights."""
+    """The symbol bound once per batch size (on demand), all executors sharing one set of weights.
+
+    Binding runs MXNet's MKLDNN subgraph pass (convolution + ReLU fusion); the first batch of each size
+    pays for it and for oneDNN's kernel creation (20-45 ms on 2 cores). The classifier is widened for
+    oneDNN first (:func:`pad_output_channels`) unless ``pad_channels`` is False. Measured alternatives
+    (2 cores, cleaned-up graph, batch 1 / batch 8): a hybridized ``SymbolBlock`` with static_alloc and
+    static_shape 3.8 / 28 ms against 3.4 / 25 ms here; binding ``get_backend_symbol('MKLDNN')`` by hand
+    changes nothing (bind already partitions the graph).
+    """
 
     name = "mxnet"
 
-    def __init__(self, sym: Any, arg_params: dict, aux_params: dict, input_name: str, crop: int) -> None:
+    def __init__(
+        self,
+        sym: Any,
+        arg_params: dict,
+        aux_params: dict,
+        input_name: str,
+        crop: int,
+        pad_channels: bool = True,
+    ) -> None:
         import mxnet as mx
 
         self._mx = mx
@@ -451,6 +651,8 @@ class MXNetEngine:
         missing = [n for n in sym.list_arguments() if n != input_name and n not in arg_params]
         if missing:
             raise ModelLoadError(f"model weights missing for {missing}")
+        if pad_channels:
+            sym, arg_params = pad_output_channels(sym, arg_params, input_name, (1, 3, crop, crop))
         self._sym = sym
         self._input_name = input_name
         self._args = {k: v.as_in_context(mx.cpu()) for k, v in arg_params.items()}
@@ -492,8 +694,9 @@ class OnnxRuntimeEngine:
                 "engine 'onnxruntime' needs the onnxruntime package: pip install onnxruntime"
             ) from exc
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = threads  # 1: no pool, runs in the calling thread
         options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # zoo files list weights as inputs: one warning per weight
         try:
             self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for corrupt files

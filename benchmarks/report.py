@@ -1,0 +1,274 @@
+"""Targets (ratios of numbers measured in the same run), the text table, ``report.json`` and
+``report.png``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ENGINE_LABELS = {
+    "mxnet_imported": "MXNet, graph as imported",
+    "mxnet_optimized": "MXNet, graph cleaned up (served)",
+    "mxnet_optimized_no_pad": "MXNet, cleaned up, classifier not widened",
+    "mxnet_imported_threaded": "MXNet, as imported, threaded engine (old handler)",
+    "mxnet_optimized_threaded": "MXNet, cleaned up, threaded engine",
+    "onnxruntime": "ONNX Runtime (reference)",
+    "gluon_zoo": "MXNet Gluon model_zoo squeezenet1_1",
+}
+
+
+def target(name: str, description: str, measured: float, limit: float, at_most: bool) -> dict[str, Any]:
+    """One target: ``measured`` (a ratio or milliseconds) against ``limit``, with how far it missed."""
+    passed = measured <= limit if at_most else measured >= limit
+    result: dict[str, Any] = {
+        "name": name,
+        "description": description,
+        "measured": round(measured, 3),
+        "limit": limit,
+        "comparison": "<=" if at_most else ">=",
+        "passed": bool(passed),
+    }
+    if not passed:
+        missed = (measured / limit - 1.0) if at_most else (1.0 - measured / limit)
+        result["missed_by_percent"] = round(100.0 * missed, 1)
+    return result
+
+
+def compute_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    engines = report.get("head_to_head") or report["engines"]
+    targets = []
+    ort, mx = engines.get("onnxruntime"), engines.get("mxnet_optimized")
+    if ort and mx:
+        targets.append(
+            target(
+                "engine_batch1_latency",
+                "MXNet cleaned-up graph, batch-1 p50 / ONNX Runtime batch-1 p50 "
+                "(head to head: alternating blocks in one process)",
+                mx["batch1"]["p50_ms"] / ort["batch1"]["p50_ms"],
+                1.5,
+                at_most=True,
+            )
+        )
+        targets.append(
+            target(
+                "engine_batch8_throughput",
+                "MXNet cleaned-up graph, batch-8 images/s / ONNX Runtime batch-8 images/s (head to head)",
+                mx["batch8_images_per_s"] / ort["batch8_images_per_s"],
+                0.8,
+                at_most=False,
+            )
+        )
+    for engine, result in sorted(report.get("handler_inference", {}).items()):
+        ratios = {
+            size: result[size]["inference"]["p50_ms"] / result[size]["engine"]["p50_ms"]
+            for size in ("batch1", "batch8")
+        }
+        worst = max(ratios, key=ratios.get)
+        targets.append(
+            target(
+                f"handler_inference_{engine}",
+                f"handler inference stage p50 / its raw {engine} engine p50 "
+                f"(the worse of batch 1 and 8: {worst})",
+                ratios[worst],
+                1.1,
+                at_most=True,
+            )
+        )
+    pre = report.get("preprocessing", {})
+    if "jpeg_500x375" in pre:
+        targets.append(
+            target(
+                "preprocess_jpeg_500x375",
+                "preprocessing p50 (ms) of a 500x375 photo-like JPEG",
+                pre["jpeg_500x375"]["p50_ms"],
+                3.0,
+                at_most=True,
+            )
+        )
+    if "jpeg_12mp" in pre and "jpeg_12mp_full_decode" in pre:
+        targets.append(
+            target(
+                "preprocess_12mp_speedup",
+                "12 MP JPEG: plain full decode p50 / handler preprocessing p50 (draft decode)",
+                pre["jpeg_12mp_full_decode"]["p50_ms"] / pre["jpeg_12mp"]["p50_ms"],
+                3.0,
+                at_most=False,
+            )
+        )
+    e2e = report.get("end_to_end", {})
+    served = [
+        r for r in e2e.get("mms", []) if r["batching"] and r["concurrency"] == 8 and r.get("workers", 1) == 1
+    ]
+    inprocess = e2e.get("inprocess", {}).get("batch8")
+    if served and inprocess:
+        targets.append(
+            target(
+                "end_to_end_batching_c8",
+                "MMS with batching, concurrency 8, requests/s / in-process handler batch-8 images/s "
+                "(same images, same engine)",
+                served[0]["requests_per_s"] / inprocess["images_per_s"],
+                0.7,
+                at_most=False,
+            )
+        )
+    return targets
+
+
+# ---------------------------------------------------------------------------------------------- text
+def table(report: dict[str, Any]) -> str:
+    lines = []
+    add = lines.append
+    m = report["machine"]
+    add(f"machine: {m['cpu_model']}, nproc {m['nproc']}, load average {report['load_average']}")
+    add("")
+    add(f"{'engine':52} {'b1 p50':>8} {'b1 p90':>8} {'b8 img/s':>9} {'max|dp|':>9}")
+    for name, result in report["engines"].items():
+        diff = result.get("max_abs_diff_vs_onnxruntime")
+        add(
+            f"{ENGINE_LABELS.get(name, name):52} {result['batch1']['p50_ms']:8.2f} "
+            f"{result['batch1']['p90_ms']:8.2f} {result['batch8_images_per_s']:9.1f} "
+            f"{'' if diff is None else f'{diff:.1e}':>9}"
+        )
+    for name, result in report.get("head_to_head", {}).items():
+        if isinstance(result, dict) and "batch1" in result:
+            add(
+                f"{'head to head: ' + ENGINE_LABELS.get(name, name).split(',')[0]:52} "
+                f"{result['batch1']['p50_ms']:8.2f} {result['batch1']['p90_ms']:8.2f} "
+                f"{result['batch8_images_per_s']:9.1f}"
+            )
+    for engine, result in sorted(report.get("handler_inference", {}).items()):
+        stage = result["batch1"]["inference"]
+        add(
+            f"{'handler inference stage, ' + engine:52} {stage['p50_ms']:8.2f} {stage['p90_ms']:8.2f} "
+            f"{result['batch8_images_per_s']:9.1f}"
+        )
+    add("")
+    add(f"{'preprocessing':40} {'bytes':>9} {'p50 ms':>8} {'p90 ms':>8}")
+    for name, result in report.get("preprocessing", {}).items():
+        add(f"{name:40} {result['bytes']:9d} {result['p50_ms']:8.2f} {result['p90_ms']:8.2f}")
+    startup = report.get("startup", {})
+    if startup:
+        add("")
+        add(f"{'worker start-up (model load to first answer)':52} {'seconds':>8}")
+        for where, results in startup.items():
+            for fmt, result in results.items():
+                add(f"{where + ', ' + fmt + ' archive':52} {result['total_s']:8.2f}")
+    e2e = report.get("end_to_end", {})
+    if e2e.get("mms"):
+        add("")
+        header = f"{'req/s':>7} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'err':>4} {'batch':>6}"
+        add(f"{'end to end through MMS':28} {header}")
+        for row in e2e["mms"]:
+            label = (
+                f"batching {'on ' if row['batching'] else 'off'} "
+                f"{row.get('workers', 1)}x{row.get('threads_per_worker', '?')} c={row['concurrency']}"
+            )
+            lat = row["latency"]
+            add(
+                f"{label:28} {row['requests_per_s']:7.1f} {lat.get('p50_ms', 0):8.1f} "
+                f"{lat.get('p90_ms', 0):8.1f} {lat.get('p99_ms', 0):8.1f} {row['errors']:4d} "
+                f"{row['handler'].get('mean_batch_size', 0):6.2f}"
+            )
+    for size, row in sorted(e2e.get("inprocess", {}).items()):
+        add(f"{'in-process handler, ' + size:28} {row['images_per_s']:7.1f} {row['call']['p50_ms']:8.1f}")
+    claims = report.get("claims", [])
+    if claims:
+        add("")
+        for claim in claims:
+            measured = " -> ".join("n/a" if v is None else f"{v:.2f}" for v in claim["measured_ms"])
+            add(f"claim: {claim['claim']}; measured {measured} ms")
+    busy = {k: v for k, v in report.get("other_processes_cores", {}).items() if v >= 0.2}
+    if busy:
+        add("")
+        add("other processes used CPU meanwhile (cores): " + ", ".join(f"{k} {v}" for k, v in busy.items()))
+    add("")
+    add(f"{'target':28} {'measured':>9} {'limit':>9}  result")
+    for t in report.get("targets", []):
+        verdict = "pass" if t["passed"] else f"MISSED by {t['missed_by_percent']}%"
+        add(f"{t['name']:28} {t['measured']:9.3f} {t['comparison']:>3}{t['limit']:6.2f}  {verdict}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- files
+def write_json(report: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+
+
+def write_plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 3, figsize=(18, 10))
+    engines = report["engines"]
+    names = list(engines)
+    labels = [ENGINE_LABELS.get(n, n).replace(", ", ",\n", 1) for n in names]
+
+    ax = axes[0][0]
+    p50 = [engines[n]["batch1"]["p50_ms"] for n in names]
+    p90 = [engines[n]["batch1"]["p90_ms"] for n in names]
+    y = range(len(names))
+    ax.barh([i + 0.2 for i in y], p50, height=0.4, label="p50")
+    ax.barh([i - 0.2 for i in y], p90, height=0.4, label="p90", alpha=0.6)
+    ax.set_yticks(list(y), labels, fontsize=7)
+    ax.set_xlabel("ms per forward pass")
+    ax.set_title("Engine latency, batch 1")
+    ax.legend()
+
+    ax = axes[0][1]
+    ax.barh(list(y), [engines[n]["batch8_images_per_s"] for n in names], color="tab:green")
+    ax.set_yticks(list(y), labels, fontsize=7)
+    ax.set_xlabel("images/s")
+    ax.set_title("Engine throughput, batch 8")
+
+    ax = axes[0][2]
+    pre = report.get("preprocessing", {})
+    ax.barh(list(range(len(pre))), [r["p50_ms"] for r in pre.values()], color="tab:orange")
+    ax.set_yticks(list(range(len(pre))), list(pre), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("ms per image (p50, log scale)")
+    ax.set_title("Preprocessing per image")
+
+    ax = axes[1][0]
+    rows = [(f"{w}\n{f}", r["total_s"]) for w, rs in report.get("startup", {}).items() for f, r in rs.items()]
+    ax.bar([r[0] for r in rows], [r[1] for r in rows], color="tab:purple")
+    ax.set_ylabel("seconds")
+    ax.set_title("Worker start-up: model load to first answer")
+
+    e2e = report.get("end_to_end", {})
+    series = sorted({(r["batching"], r.get("workers", 1)) for r in e2e.get("mms", [])})
+    for (batching, workers), color in zip(
+        series, ("tab:blue", "tab:orange", "tab:green", "tab:red"), strict=False
+    ):
+        rows = [r for r in e2e["mms"] if r["batching"] == batching and r.get("workers", 1) == workers]
+        style = "s-" if batching else "o--"
+        label = f"batching {'on' if batching else 'off'}, {workers}x{rows[0].get('threads_per_worker', '?')}"
+        conc = [r["concurrency"] for r in rows]
+        axes[1][1].plot(conc, [r["requests_per_s"] for r in rows], style, color=color, label=label)
+        for key, alpha in (("p50_ms", 1.0), ("p99_ms", 0.4)):
+            values = [r["latency"].get(key, 0) for r in rows]
+            axes[1][2].plot(conc, values, style, color=color, alpha=alpha, label=f"{label}, {key[:3]}")
+    for (size, row), color in zip(sorted(e2e.get("inprocess", {}).items()), ("grey", "black"), strict=False):
+        axes[1][1].axhline(
+            row["images_per_s"], linestyle=":", color=color, label=f"in-process handler, {size}"
+        )
+    axes[1][1].set_xlabel("concurrent clients")
+    axes[1][1].set_ylabel("requests/s")
+    axes[1][1].set_title("End to end through MMS (500x375 JPEGs; workers x threads)")
+    axes[1][1].legend(fontsize=8)
+    axes[1][2].set_xlabel("concurrent clients")
+    axes[1][2].set_ylabel("ms")
+    axes[1][2].set_yscale("log")
+    axes[1][2].set_title("End-to-end latency")
+    axes[1][2].legend(fontsize=7)
+
+    m = report["machine"]
+    fig.suptitle(
+        f"SqueezeNet 1.1 service, {m['cpu_model']}, {m['nproc']} cores"
+        f"{' (quick run)' if report['settings']['quick'] else ''}"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
