@@ -125,6 +125,16 @@ class ModelServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.log_dir = (log_dir or self.home / "logs").resolve()
 
+    @classmethod
+    def on_free_ports(
+        cls, home: Path, model_store: Path, config: Path | None = None, env: dict[str, str] | None = None
+    ) -> ModelServer:
+        """Configured by ``config`` like ``serve`` runs it, but on free 127.0.0.1 ports whatever the
+        config says: for tests and benchmarks that must not collide with a server already running."""
+        return cls(
+            home, model_store, config=config, inference_port=free_port(), management_port=free_port(), env=env
+        )
+
     # ------------------------------------------------------------------------------------ lifecycle
     def start(self, models: list[str] | None = None, timeout: float = 120.0) -> None:
         """Start and wait for ``/ping``; ``models`` are ``name=archive`` pairs loaded at start-up."""

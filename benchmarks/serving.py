@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import requests
-from squeezenet_mar.server import ModelServer, Registration, free_port
+from squeezenet_mar.server import ModelServer, Registration
 
 from .common import ROOT, stats_ms
 
@@ -23,12 +23,10 @@ SERVE_ENV = {"MMS_DECODE_INPUT_REQUEST": "false", "SQUEEZENET_WORKERS": "1"}
 def start_server(home: Path, model_store: Path, workers: int = 1) -> ModelServer:
     """MMS with the repository's config.properties on free ports; its workers size their thread pools
     for ``workers`` workers per model (``SQUEEZENET_WORKERS``)."""
-    server = ModelServer(
+    server = ModelServer.on_free_ports(
         home,
         model_store,
         config=ROOT / "config.properties",
-        inference_port=free_port(),
-        management_port=free_port(),
         env={**SERVE_ENV, "SQUEEZENET_WORKERS": str(workers)},
     )
     server.start()

@@ -49,14 +49,12 @@ SERVE_ENV = {"MMS_DECODE_INPUT_REQUEST": "false", "SQUEEZENET_WORKERS": "1"}
 def mms(tmp_path_factory: pytest.TempPathFactory, built):
     """A real Multi Model Server on free 127.0.0.1 ports with the built archive registered as
     'squeezenet' (batch_size 8, max_batch_delay 50 ms, one worker); always stopped, by our PIDs."""
-    from squeezenet_mar.server import ModelServer, Registration, free_port
+    from squeezenet_mar.server import ModelServer, Registration
 
-    server = ModelServer(
+    server = ModelServer.on_free_ports(
         tmp_path_factory.mktemp("mms"),
         built.archive.parent,
         config=ROOT / "config.properties",
-        inference_port=free_port(),
-        management_port=free_port(),
         env=SERVE_ENV,
     )
     server.start()

@@ -35,7 +35,7 @@ import requests
 from conftest import SERVE_ENV
 from harness import ROOT
 from squeezenet_mar.inprocess import InProcessService
-from squeezenet_mar.server import ModelServer, Registration, free_port
+from squeezenet_mar.server import ModelServer, Registration
 from test_serving import same_prediction
 
 pytestmark = [pytest.mark.integration, pytest.mark.load]
@@ -72,12 +72,10 @@ def expected(built, tmp_path_factory) -> dict[str, list[dict]]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, built):
     """A server of its own: 2 workers (each sized for half the cores), no batching."""
-    server = ModelServer(
+    server = ModelServer.on_free_ports(
         tmp_path_factory.mktemp("mms_load"),
         built.archive.parent,
         config=ROOT / "config.properties",
-        inference_port=free_port(),
-        management_port=free_port(),
         env={**SERVE_ENV, "SQUEEZENET_WORKERS": str(WORKERS)},
     )
     server.start()

@@ -230,12 +230,10 @@ def lab(tmp_path_factory, lab_store):
     write_properties(
         config, {**read_properties(ROOT / "config.properties"), "max_request_size": str(LAB_MAX_REQUEST_SIZE)}
     )
-    server = ModelServer(
+    server = ModelServer.on_free_ports(
         home / "mms",
         lab_store,
         config=config,
-        inference_port=free_port(),
-        management_port=free_port(),
         # Faults, not speed: one inference thread per worker. With two OpenMP threads and another
         # process busy on one of the 2 cores, every forward pass waits at OpenMP barriers (measured:
         # 58 requests in the 16 s of the SIGKILL test instead of ~1450).

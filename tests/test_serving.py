@@ -209,12 +209,10 @@ def test_mms_loads_the_published_archive_from_a_static_http_zoo(built, tmp_path)
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(zoo)))
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{httpd.server_address[1]}/{result.url}"
-    server = ModelServer(
+    server = ModelServer.on_free_ports(
         tmp_path / "mms",
         tmp_path / "empty_store",
         config=ROOT / "config.properties",
-        inference_port=free_port(),
-        management_port=free_port(),
         env=SERVE_ENV,
     )
     (tmp_path / "empty_store").mkdir()
