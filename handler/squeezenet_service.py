@@ -760,7 +760,6 @@ class SqueezeNetService:
         self.signature: Signature | None = None
         self.labels: list[str] = []
         self.engine: Engine | None = None
-        self.max_batch_size = 1
 
     @property
     def initialized(self) -> bool:
@@ -787,12 +786,11 @@ class SqueezeNetService:
                 f"model answers {probe.shape[1]} classes, but {SYNSET_FILE} has {len(labels)} labels"
             )
         self.signature, self.labels, self.engine = sig, labels, engine
-        self.max_batch_size = max(1, int(props.get("batch_size") or 1))
         logger.info(
             "squeezenet: engine %s, %d classes, batch <= %d, loaded in %.0f ms",
             engine.name,
             len(labels),
-            self.max_batch_size,
+            max(1, int(props.get("batch_size") or 1)),
             (time.perf_counter() - started) * 1000,
         )
 
