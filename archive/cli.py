@@ -294,10 +294,17 @@ def build_parser() -> argparse.ArgumentParser:
         "management API (the only way MMS enables batching) and waits; Ctrl-C or SIGTERM stops MMS "
         "and its workers.",
     )
-    serve.add_argument("--archive", type=Path, default=Path("model_store") / f"{MODEL_NAME}.mar")
+    serve.add_argument(
+        "--archive", type=Path, default=Path("model_store") / f"{MODEL_NAME}.mar", help="(%(default)s)"
+    )
     serve.add_argument("--config", type=Path, default=Path("config.properties"), help="(%(default)s)")
     serve.add_argument("--model-name", default="squeezenet", help="name in /predictions/NAME (%(default)s)")
-    serve.add_argument("--batch-size", type=int, default=1, help="dynamic batching: max requests per batch")
+    serve.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="dynamic batching: max requests per batch (%(default)s: off)",
+    )
     serve.add_argument(
         "--max-batch-delay", type=int, default=50, help="ms to wait for a batch to fill (%(default)s)"
     )
