@@ -20,6 +20,8 @@ it. Every file is written to a temporary name in its own folder, fsynced, then `
 reader never sees half a file and a crash leaves the old ``index.json`` intact (the new version's
 files may then lie in its folder unlisted; publishing again overwrites them). The whole publish runs
 under an exclusive ``flock`` on ``DEST/.index.lock``, so concurrent publishers never lose an entry.
+
+An ``s3://bucket/prefix`` destination gets the same layout without the lock: see ``publish_s3``.
 """
 
 from __future__ import annotations
@@ -88,10 +90,11 @@ _EVALUATION_LABELS = {
 
 @dataclass(frozen=True)
 class PublishResult:
-    mar_path: Path
+    # Paths in a local zoo; s3://bucket/key addresses in an S3 zoo.
+    mar_path: Path | str
     sha256: str
-    card_path: Path
-    index_path: Path
+    card_path: Path | str
+    index_path: Path | str
     url: str  # relative to the zoo root, as in index.json
     model: str
     version: str
@@ -107,7 +110,7 @@ def publish_archive(
 ) -> PublishResult:
     """Add ``archive`` to the zoo at ``zoo``; refuse a version already in its index unless ``force``."""
     if isinstance(zoo, str) and "://" in zoo:
-        return _publish_remote(archive, zoo)
+        return _publish_remote(archive, zoo, force, evaluation)
     checked = _read_checked(archive)
     dest = Path(zoo)
     try:
@@ -475,15 +478,12 @@ def _classes(signature: dict[str, Any]) -> str:
 
 
 # -------------------------------------------------------------------------------------- remote zoos
-def _publish_remote(archive: Path, zoo: str) -> PublishResult:
-    """Only S3 is foreseen, and it is not written yet: it needs boto3 and, to keep concurrent
-    publishers from losing entries without a lock, a conditional put (``IfMatch`` on the ETag) of
-    index.json with a retry loop. Until then, publish to a local folder and upload it."""
+def _publish_remote(archive: Path, zoo: str, force: bool, evaluation: dict[str, Any] | None) -> PublishResult:
+    """An S3 zoo (``s3://bucket/prefix``), published by ``publish_s3`` with boto3."""
     if not zoo.startswith("s3://"):
         raise PublishError(f"{zoo}: unsupported zoo destination; give a local folder or s3://bucket/prefix")
     if importlib.util.find_spec("boto3") is None:
         raise PublishError(S3_NEEDS_BOTO3)
-    raise PublishError(
-        f"{zoo}: publishing to S3 is not implemented yet; publish {archive.name} to a local folder "
-        "and upload it (for example `aws s3 sync DEST s3://bucket/prefix`) from one publisher at a time"
-    )
+    from .publish_s3 import publish_to_s3  # imports boto3, and this module
+
+    return publish_to_s3(_read_checked(archive), zoo, force=force, evaluation=evaluation)
