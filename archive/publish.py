@@ -129,16 +129,10 @@ def _publish_locked(
     _remove_stale_temporaries(dest)
     index = read_index(index_path)
     versions = index["models"].setdefault(model, {})
-    if version in versions and not force:
-        raise PublishError(
-            f"{model} {version} is already published in {dest} (sha256 {versions[version].get('sha256')}); "
-            "publish a new version or pass --force to replace it"
-        )
-    if version in versions:
-        logger.info("replacing %s %s in %s (--force)", model, version, dest)
+    refuse_published(versions, model, version, str(dest), force)
 
+    name, url, card_url = release_paths(model, version)
     folder = dest / model / version
-    name = f"{model}.mar"
     if folder.exists() and version not in versions:
         logger.warning("%s holds files of an unlisted publish (an earlier crash?); overwriting them", folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -149,30 +143,58 @@ def _publish_locked(
     size = mar_path.stat().st_size
     _atomic_write(folder / f"{name}.sha256", f"{digest}  {name}\n".encode())
 
-    url = f"{model}/{version}/{name}"
     card_path = folder / CARD_FILE
-    card = render_card(
+    card = release_card(checked, name=name, url=url, sha256=digest, size=size, evaluation=evaluation)
+    _atomic_write(card_path, card.encode("utf-8"))
+
+    versions[version] = index_entry(url, card_url, digest, size)
+    _atomic_write(index_path, index_bytes(index))
+    logger.info("published %s %s as %s (%d bytes, sha256 %s)", model, version, url, size, digest)
+    return PublishResult(mar_path, digest, card_path, index_path, url, model, version, size)
+
+
+# ------------------------------------------------- what every zoo (folder or S3) holds for a release
+def release_paths(model: str, version: str) -> tuple[str, str, str]:
+    """(archive file name, its URL and the card's URL, both relative to the zoo root)."""
+    name = f"{model}.mar"
+    return name, f"{model}/{version}/{name}", f"{model}/{version}/{CARD_FILE}"
+
+
+def refuse_published(versions: dict[str, Any], model: str, version: str, where: str, force: bool) -> None:
+    """A version listed in the index is published: refused unless ``force``."""
+    if version in versions and not force:
+        raise PublishError(
+            f"{model} {version} is already published in {where} (sha256 {versions[version].get('sha256')}); "
+            "publish a new version or pass --force to replace it"
+        )
+    if version in versions:
+        logger.info("replacing %s %s in %s (--force)", model, version, where)
+
+
+def index_entry(url: str, card_url: str, sha256: str, size: int) -> dict[str, Any]:
+    published = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"url": url, "sha256": sha256, "size": size, "card": card_url, "published": published}
+
+
+def release_card(
+    checked: _CheckedArchive,
+    *,
+    name: str,
+    url: str,
+    sha256: str,
+    size: int,
+    evaluation: dict[str, Any] | None,
+) -> str:
+    return render_card(
         checked.manifest,
         checked.files,
         checked.signature,
         name=name,
         url=url,
-        sha256=digest,
+        sha256=sha256,
         size=size,
         evaluation=evaluation,
     )
-    _atomic_write(card_path, card.encode("utf-8"))
-
-    versions[version] = {
-        "url": url,
-        "sha256": digest,
-        "size": size,
-        "card": f"{model}/{version}/{CARD_FILE}",
-        "published": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-    _atomic_write(index_path, index_bytes(index))
-    logger.info("published %s %s as %s (%d bytes, sha256 %s)", model, version, url, size, digest)
-    return PublishResult(mar_path, digest, card_path, index_path, url, model, version, size)
 
 
 # ---------------------------------------------------------------------------------------- the archive

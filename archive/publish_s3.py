@@ -31,7 +31,6 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -40,14 +39,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .errors import PublishError
 from .layout import sha256_file
 from .publish import (
-    CARD_FILE,
     INDEX_FILE,
     INDEX_FORMAT,
     PublishResult,
     _CheckedArchive,
     empty_index,
     index_bytes,
-    render_card,
+    index_entry,
+    refuse_published,
+    release_card,
+    release_paths,
 )
 
 logger = logging.getLogger(__name__)
@@ -103,48 +104,19 @@ def _publish(
 ) -> PublishResult:
     model, version = checked.model, checked.version
     index, _ = _read_index(client, zoo)
-    _refuse_listed(index, zoo, model, version, force)
+    refuse_published(index["models"].get(model, {}), model, version, zoo.url(""), force)
 
-    name = f"{model}.mar"
-    url = f"{model}/{version}/{name}"
-    card = f"{model}/{version}/{CARD_FILE}"
+    name, url, card = release_paths(model, version)
     digest = sha256_file(checked.path)
     size = checked.path.stat().st_size
     _upload_archive(client, zoo, checked, url, create_only=not force)
     _put(client, zoo, f"{url}.sha256", f"{digest}  {name}\n".encode(), "text/plain; charset=utf-8")
-    text = render_card(
-        checked.manifest,
-        checked.files,
-        checked.signature,
-        name=name,
-        url=url,
-        sha256=digest,
-        size=size,
-        evaluation=evaluation,
-    )
+    text = release_card(checked, name=name, url=url, sha256=digest, size=size, evaluation=evaluation)
     _put(client, zoo, card, text.encode("utf-8"), "text/markdown; charset=utf-8")
 
-    entry = {
-        "url": url,
-        "sha256": digest,
-        "size": size,
-        "card": card,
-        "published": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-    _add_to_index(client, zoo, model, version, entry, force)
+    _add_to_index(client, zoo, model, version, index_entry(url, card, digest, size), force)
     logger.info("published %s %s as %s (%d bytes, sha256 %s)", model, version, zoo.url(url), size, digest)
     return PublishResult(zoo.url(url), digest, zoo.url(card), zoo.url(INDEX_FILE), url, model, version, size)
-
-
-def _refuse_listed(index: dict[str, Any], zoo: S3Zoo, model: str, version: str, force: bool) -> None:
-    versions = index["models"].get(model, {})
-    if version in versions and not force:
-        raise PublishError(
-            f"{model} {version} is already published in {zoo.url('')} "
-            f"(sha256 {versions[version].get('sha256')}); publish a new version or pass --force to replace it"
-        )
-    if version in versions:
-        logger.info("replacing %s %s in %s (--force)", model, version, zoo.url(""))
 
 
 def _upload_archive(client: Any, zoo: S3Zoo, checked: _CheckedArchive, url: str, create_only: bool) -> None:
