@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -107,15 +106,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ArchiveToolError(f"{archive}: no such archive; build it first with 'squeezenet-mar build'")
     if not args.config.is_file():
         raise ArchiveToolError(f"{args.config}: no such config.properties")
-    # MMS's worker sets OMP_NUM_THREADS=1 when it is unset, which would leave MXNet on one core:
-    # give every worker its share of the cores explicitly.
-    threads = args.threads_per_worker or max(1, (os.cpu_count() or 1) // max(1, args.workers))
-    env = {
-        "MMS_DECODE_INPUT_REQUEST": "false",
-        "SQUEEZENET_WORKERS": str(args.workers),
-        "SQUEEZENET_THREADS": str(threads),
-        "OMP_NUM_THREADS": str(threads),
-    }
+    # The handler sizes each worker's thread pool (cores / SQUEEZENET_WORKERS, or SQUEEZENET_THREADS)
+    # and forces OMP_NUM_THREADS itself, since MMS's worker sets it to 1 when it is unset.
+    env = {"MMS_DECODE_INPUT_REQUEST": "false", "SQUEEZENET_WORKERS": str(args.workers)}
+    if args.threads_per_worker:
+        env["SQUEEZENET_THREADS"] = str(args.threads_per_worker)
     # Verify first (without running the handler): MMS 1.1.11 unpacks '../' entries outside the model
     # folder before any handler runs, and answers a failed load with only "Failed to start workers".
     verify_archive(archive, run=False)
