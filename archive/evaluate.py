@@ -37,7 +37,6 @@ import random
 import re
 import sys
 import tarfile
-import tempfile
 import time
 import zipfile
 from collections import Counter, deque
@@ -52,7 +51,7 @@ from tqdm import tqdm
 
 from . import HANDLER, MODEL_NAME
 from .errors import ArchiveToolError, ClientError, VerifyError
-from .layout import MANIFEST, read_archive, sha256_file
+from .layout import MANIFEST, read_archive, sha256_file, unpacked
 from .publish import REFERENCE_ACCURACY
 
 logger = logging.getLogger(__name__)
@@ -318,12 +317,7 @@ def load_handler(archive: ArchiveFiles, batch_size: int = 8) -> Iterator[Handler
 
     if batch_size < 1:
         raise EvaluationError(f"--batch-size must be at least 1, got {batch_size}")
-    with tempfile.TemporaryDirectory(prefix="squeezenet-evaluate-") as tmp:
-        root = Path(tmp)
-        for name, data in archive.files.items():  # every name passed layout.unsafe_reason()
-            target = root / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+    with unpacked(archive.files, "squeezenet-evaluate-") as root:
         try:
             service = InProcessService(root, archive.handler, batch_size=batch_size)
         except Exception as exc:  # whatever the archive's own code raises while loading

@@ -16,8 +16,11 @@ import io
 import json
 import posixpath
 import tarfile
+import tempfile
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,6 +142,19 @@ def _read_folder(path: Path) -> ArchiveContents:
         elif item.is_file():
             contents.files[name] = item.read_bytes()
     return contents
+
+
+@contextmanager
+def unpacked(files: dict[str, bytes], prefix: str) -> Iterator[Path]:
+    """``files`` (from ``read_archive``, so every name already passed ``unsafe_reason``) written to a
+    temporary folder that is removed when the block ends."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        root = Path(tmp)
+        for name, data in files.items():
+            target = root / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        yield root
 
 
 def sha256sums(files: dict[str, bytes]) -> bytes:

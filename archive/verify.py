@@ -19,7 +19,15 @@ from typing import Any
 
 from .errors import VerifyError
 from .inprocess import InProcessService, smoke_image
-from .layout import MANIFEST, SHA256SUMS, ArchiveContents, parse_sha256sums, read_archive, sha256_hex
+from .layout import (
+    MANIFEST,
+    SHA256SUMS,
+    ArchiveContents,
+    parse_sha256sums,
+    read_archive,
+    sha256_hex,
+    unpacked,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -128,12 +136,7 @@ def check_consistency(contents: ArchiveContents, report: VerifyReport) -> None:
 
 
 def run_handler(contents: ArchiveContents, handler: str, report: VerifyReport) -> None:
-    with tempfile.TemporaryDirectory(prefix="squeezenet-verify-") as tmp:
-        root = Path(tmp)
-        for name, data in contents.files.items():  # every name was checked by unsafe_reason()
-            target = root / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+    with unpacked(contents.files, "squeezenet-verify-") as root:
         try:
             [answer] = InProcessService(root, handler).predict_bytes([smoke_image()])
         except Exception as exc:  # anything the archive's handler raises is a failed verification
