@@ -1,0 +1,126 @@
+"""Hostile bytes, built here and never checked in: the images, requests and archives an attacker sent
+(issue 11). Each builder says what the bytes do to a naive server."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import images
+from PIL import Image
+
+
+def dds_unknown_pixel_format() -> bytes:
+    """128 bytes that make Pillow's DDS plugin raise NotImplementedError (not an OSError)."""
+    return (
+        b"DDS "
+        + struct.pack("<7I", 124, 0x1007, 4, 4, 0, 0, 0)
+        + bytes(44)
+        + struct.pack("<8I", 32, 0, 0, 0, 0, 0, 0, 0)
+        + struct.pack("<5I", 0x1000, 0, 0, 0, 0)
+    )
+
+
+def blp_unknown_encoding() -> bytes:
+    """A BLP2 header with encoding 9: Pillow raises BLPFormatError (a NotImplementedError)."""
+    return (
+        b"BLP2"
+        + struct.pack("<i", 1)
+        + struct.pack("<bbbb", 9, 0, 0, 0)
+        + struct.pack("<II", 4, 4)
+        + bytes(2000)
+    )
+
+
+def avif_corrupt_planes() -> bytes:
+    """A real AVIF whose last 5 % of bytes are scrambled: libavif fails with RuntimeError."""
+    data = bytearray(images.encode(images.scene(64, 64, 1), "AVIF"))
+    for i in range(int(len(data) * 0.95), len(data)):
+        data[i] ^= 0x5A
+    return bytes(data)
+
+
+def jpeg_segments(data: bytes) -> list[tuple[int, bytes]]:
+    """(marker, bytes of the segment including entropy-coded data after an SOS) in file order."""
+    segments: list[tuple[int, bytes]] = []
+    position = 2
+    while position < len(data):
+        marker = data[position + 1]
+        if marker == 0xD9:
+            break
+        length = int.from_bytes(data[position + 2 : position + 4], "big")
+        end = position + 2 + length
+        if marker == 0xDA:  # the scan's data runs to the next marker that is not 0xFF00 or a restart
+            while not (data[end] == 0xFF and data[end + 1] not in (0x00, *range(0xD0, 0xD8))):
+                end += 1
+        segments.append((marker, data[position:end]))
+        position = end
+    return segments
+
+
+def progressive_jpeg_scan_bomb(side: int = 4000, repeats: int = 20_000) -> bytes:
+    """A progressive JPEG of a flat side x side image with its last AC scan repeated ``repeats`` times:
+    0.7 MB that libjpeg decodes scan by scan (12 ms each at 4000x4000 here), only warning about the
+    bogus progression: 4 minutes of CPU at 20,000 repeats, under every size limit."""
+    flat = images.encode(
+        Image.new("RGB", (side, side), (120, 130, 140)), "JPEG", progressive=True, quality=75
+    )
+    segments = jpeg_segments(flat)
+    last_scan = max(i for i, (marker, _) in enumerate(segments) if marker == 0xDA)
+    body = b"".join(segment for _, segment in segments[: last_scan + 1])
+    return b"\xff\xd8" + body + segments[last_scan][1] * repeats + b"\xff\xd9"
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def png_one_row(width: int, height: int, bit_depth: int = 8, colour_type: int = 0) -> bytes:
+    """A complete, valid-looking PNG declaring width x height whose compressed data holds one row:
+    Pillow fills the missing rows without an error."""
+    channels = {0: 1, 2: 3}[colour_type]
+    row = b"\x00" + bytes(width * channels * bit_depth // 8)
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(row, 9))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def png_16bit_strip_one_row() -> bytes:
+    """68 bytes: 1 x 40,000,000 pixels of 16-bit grey, one row of data (took a worker to 1.4 GB)."""
+    return png_one_row(1, 40_000_000, bit_depth=16)
+
+
+def png_square_one_row() -> bytes:
+    """98 bytes: 6324 x 6324 8-bit grey (just under 40 megapixels), one row of data."""
+    return png_one_row(6324, 6324)
+
+
+def xpm() -> bytes:
+    """An XPM image: text, but an image Pillow reads."""
+    rows = ['"8 8 2 1"', '"a c #E02020"', '"b c #2040E0"', *['"aaaabbbb"'] * 4, *['"bbbbaaaa"'] * 4]
+    return ("/* XPM */\nstatic char *picture[] = {\n" + ",\n".join(rows) + "\n};\n").encode()
+
+
+def ascii_ppm() -> bytes:
+    """A plain (ASCII) PPM image: text, but an image Pillow reads."""
+    pixels = " ".join("200 40 40" if (x + y) % 2 else "30 60 220" for y in range(8) for x in range(8))
+    return f"P3\n8 8\n255\n{pixels}\n".encode()
+
+
+BOM = b"\xef\xbb\xbf"
+
+
+def text_with_bom() -> bytes:
+    return BOM + b"hello, this is a note, not a picture\n"
+
+
+def svg_with_bom() -> bytes:
+    return BOM + b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>'
+
+
+def utf16_text() -> bytes:
+    return "a note saved by Notepad, not a picture\n".encode("utf-16")
