@@ -51,7 +51,7 @@ from tqdm import tqdm
 
 from . import HANDLER, MODEL_NAME
 from .errors import ArchiveToolError, ClientError, VerifyError
-from .layout import MANIFEST, read_archive, sha256_file, unpacked
+from .layout import MANIFEST, ArchiveContents, read_archive, sha256_file, unpacked
 from .publish import REFERENCE_ACCURACY
 
 logger = logging.getLogger(__name__)
@@ -244,10 +244,10 @@ def _error_text(body: Any) -> str:
 
 @dataclass(frozen=True)
 class ArchiveFiles:
-    """An archive read into memory (never extracted as is): its files, manifest and synset."""
+    """An archive read without extracting it: its checked contents, manifest and synset."""
 
     path: Path
-    files: dict[str, bytes]
+    contents: ArchiveContents
     manifest: dict[str, Any]
     synset: list[str]
     sha256: str | None  # of the .mar file; None for a folder
@@ -270,11 +270,11 @@ def read_archive_files(archive: Path) -> ArchiveFiles:
         contents = read_archive(archive)
     except (OSError, ValueError, zipfile.BadZipFile, tarfile.TarError) as exc:
         raise EvaluationError(f"{archive}: cannot read the archive: {exc}") from exc
-    if contents.unsafe:
-        raise VerifyError([(name, f"refused entry: {reason}") for name, reason in contents.unsafe])
+    if contents.refused:
+        raise VerifyError([(name, f"refused entry: {reason}") for name, reason in contents.refused])
     try:
-        synset = read_synset(contents.files["synset.txt"].decode("utf-8"))
-        manifest = contents.manifest() if MANIFEST in contents.files else {}
+        synset = read_synset(contents.read("synset.txt").decode("utf-8"))
+        manifest = contents.manifest() if MANIFEST in contents.kept else {}
     except KeyError as exc:
         raise EvaluationError(f"{archive.name}: the archive has no synset.txt") from exc
     except ValueError as exc:  # UnicodeDecodeError, json.JSONDecodeError
@@ -284,7 +284,7 @@ def read_archive_files(archive: Path) -> ArchiveFiles:
     if not isinstance(manifest, dict):
         raise EvaluationError(f"{archive.name}: {MANIFEST} is not a JSON object")
     digest = sha256_file(archive) if archive.is_file() else None
-    return ArchiveFiles(archive, contents.files, manifest, synset, digest)
+    return ArchiveFiles(archive, contents, manifest, synset, digest)
 
 
 class HandlerPredictor:
@@ -317,7 +317,7 @@ def load_handler(archive: ArchiveFiles, batch_size: int = 8) -> Iterator[Handler
 
     if batch_size < 1:
         raise EvaluationError(f"--batch-size must be at least 1, got {batch_size}")
-    with unpacked(archive.files, "squeezenet-evaluate-") as root:
+    with unpacked(archive.contents, "squeezenet-evaluate-") as root:
         try:
             service = InProcessService(root, archive.handler, batch_size=batch_size)
         except Exception as exc:  # whatever the archive's own code raises while loading

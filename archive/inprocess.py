@@ -1,6 +1,10 @@
-"""Run an unpacked archive's own handler in this process, the way an MMS worker does: import the
-module named by the manifest from the archive folder, call ``handle(None, context)`` with MMS's own
-``Context``, then ``handle(requests, context)`` with one ``RequestProcessor`` per request."""
+"""Run an unpacked archive's own handler the way an MMS worker does: import the module named by the
+manifest from the archive folder, call ``handle(None, context)`` with MMS's own ``Context``, then
+``handle(requests, context)`` with one ``RequestProcessor`` per request.
+
+:class:`InProcessService` does it in this process (the builder's smoke test of its own staged files,
+``evaluate``, the tests); :func:`run_handler_in_child` in a child process, for an archive that came
+from elsewhere (``verify --run``): ``python -m squeezenet_mar.inprocess FOLDER HANDLER ANSWER``."""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ import importlib.util
 import io
 import itertools
 import json
+import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -89,3 +95,39 @@ def smoke_image(width: int = 320, height: int = 240) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(rgb.astype(np.uint8), "RGB").save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
+
+
+def run_handler_in_child(model_dir: Path, handler: str, timeout: float = 300.0) -> Answer:
+    """Load ``handler`` from ``model_dir`` in a child Python and answer :func:`smoke_image`; whatever
+    goes wrong (an exception at load, a crash, a hang) comes back as a 5xx Answer naming it."""
+    with tempfile.TemporaryDirectory(prefix="squeezenet-child-") as tmp:
+        answer_file = Path(tmp) / "answer.json"
+        command = [
+            sys.executable,
+            "-m",
+            "squeezenet_mar.inprocess",
+            str(model_dir),
+            handler,
+            str(answer_file),
+        ]
+        try:
+            done = subprocess.run(command, cwd=tmp, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return Answer(504, {}, f"the handler did not answer within {timeout:.0f} s")
+        if done.returncode != 0 or not answer_file.is_file():
+            tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+            return Answer(500, {}, f"the child process exited with {done.returncode}: {tail}")
+        saved = json.loads(answer_file.read_text())
+        return Answer(saved["status"], {}, saved["body"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Child process entry point of :func:`run_handler_in_child`."""
+    model_dir, handler, answer_file = argv or sys.argv[1:]
+    [answer] = InProcessService(Path(model_dir), handler).predict_bytes([smoke_image()])
+    Path(answer_file).write_text(json.dumps({"status": answer.status, "body": answer.body}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

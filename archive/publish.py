@@ -43,7 +43,7 @@ from typing import IO, Any
 
 from . import MODEL_NAME
 from .errors import PublishError, VerifyError
-from .layout import MANIFEST, read_archive, sha256_file, sha256_hex
+from .layout import Entry, read_archive, sha256_file
 from .verify import verify_archive
 
 logger = logging.getLogger(__name__)
@@ -67,18 +67,20 @@ REFERENCE_ACCURACY: dict[str, dict[str, Any]] = {
     }
 }
 
-# Path components taken from the manifest: letters, digits, '.', '_', '-'; never '.' or '..'.
-_SAFE_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-# Row labels of the evaluation table, in this order; other keys follow sorted by name.
+# Row labels of the evaluation table, in this order; keys not listed here are shown by name.
 _EVALUATION_LABELS = {
     "date": "Date",
+    "model": "Model",
+    "archive": "Archive",
+    "archive_sha256": "Archive SHA-256",
     "images": "Images",
     "failed": "Failed images (counted as wrong)",
     "top1": "Top-1 (%)",
     "top5": "Top-5 (%)",
-    "reference_top1": "Reference top-1 (%)",
-    "reference_top5": "Reference top-5 (%)",
+    "top1_correct": "Top-1 correct (images)",
+    "top5_correct": "Top-5 correct (images)",
+    "reference_top1": "Model zoo's top-1 (%)",
+    "reference_top5": "Model zoo's top-5 (%)",
     "top1_difference": "Top-1 difference (points)",
     "top5_difference": "Top-5 difference (points)",
     "images_per_second": "Images per second",
@@ -187,7 +189,7 @@ def release_card(
 ) -> str:
     return render_card(
         checked.manifest,
-        checked.files,
+        checked.entries,
         checked.signature,
         name=name,
         url=url,
@@ -202,32 +204,31 @@ def release_card(
 class _CheckedArchive:
     path: Path
     manifest: dict[str, Any]
-    files: dict[str, bytes]
+    entries: dict[str, Entry]
     signature: dict[str, Any] | None
     model: str
     version: str
 
 
 def _read_checked(archive: Path) -> _CheckedArchive:
-    """The archive's manifest and files, refused when unsafe, without a manifest or without a usable
-    model name and version (they become folder names of the zoo)."""
+    """The archive's manifest and files, refused when it fails verification (read without running
+    anything) or its model name or version cannot name a zoo folder (see ``names``)."""
     if not archive.is_file():
         raise PublishError(f"{archive}: no such .mar file (publish takes a built archive, not a folder)")
     try:
-        verify_archive(archive, run=False)  # layout, hashes and consistency, without running code
+        verify_archive(archive)  # layout, names, hashes and consistency, without running code
     except VerifyError as exc:
         raise PublishError(f"{archive.name}: refusing an archive that fails verification:\n{exc}") from exc
     contents = read_archive(archive)
     manifest = contents.manifest()
-    if not isinstance(manifest, dict):
-        raise PublishError(f"{archive.name}: {MANIFEST} is not a JSON object")
+    model = manifest["model"]
     return _CheckedArchive(
         path=archive,
         manifest=manifest,
-        files=contents.files,
-        signature=_signature(contents.files, archive),
-        model=_manifest_component(manifest, "modelName", archive),
-        version=_manifest_component(manifest, "modelVersion", archive),
+        entries=contents.entries,
+        signature=_signature(contents.kept, archive),
+        model=str(model["modelName"]),
+        version=str(model["modelVersion"]),
     )
 
 
@@ -242,21 +243,6 @@ def _signature(files: dict[str, bytes], archive: Path) -> dict[str, Any] | None:
     if not isinstance(signature, dict):
         raise PublishError(f"{archive.name}: {SIGNATURE_FILE} is not a JSON object")
     return signature
-
-
-def _manifest_component(manifest: dict[str, Any], field: str, archive: Path) -> str:
-    """``model.<field>`` of the manifest, checked to be usable as one folder name of the zoo."""
-    model = manifest.get("model")
-    value = model.get(field) if isinstance(model, dict) else None
-    if value is None or value == "":
-        raise PublishError(f"{archive.name}: {MANIFEST} has no model.{field}")
-    value = str(value)
-    if not _SAFE_COMPONENT.fullmatch(value) or value in {".", ".."}:
-        raise PublishError(
-            f"{archive.name}: model.{field} {value!r} cannot name a zoo folder "
-            "(use letters, digits, '.', '_' and '-')"
-        )
-    return value
 
 
 # ------------------------------------------------------------------------------------------ the index
@@ -342,9 +328,12 @@ def _fsync_dir(folder: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------- model card
+# Everything the card shows from the archive (manifest, signature.json, file names) is the archive
+# author's text: it goes into code spans and code blocks, where Markdown renderers interpret nothing
+# (no HTML, no links, no tables), never into the card's own Markdown.
 def render_card(
     manifest: dict[str, Any],
-    files: dict[str, bytes],
+    entries: dict[str, Entry],
     signature: dict[str, Any] | None,
     *,
     name: str,
@@ -355,11 +344,12 @@ def render_card(
 ) -> str:
     """The Markdown model card (``README.md``) published beside the archive."""
     model = manifest["model"]
-    model_name, version = str(model["modelName"]), str(model["modelVersion"])
-    description = model.get("description") or manifest.get("description") or NOT_RECORDED
+    model_name, version = str(model["modelName"]), str(model["modelVersion"])  # checked by names.py
+    description = model.get("description") or manifest.get("description")
     sections = [
-        f"# {model_name} {version}\n\n{description}\n",
-        _files_section(files, name=name, sha256=sha256, size=size),
+        f"# {model_name} {version}\n\nDescription, as the archive's manifest gives it:\n\n"
+        + (_code_block(description) if description else f"{NOT_RECORDED}.\n"),
+        _files_section(entries, name=name, sha256=sha256, size=size),
         _source_section(manifest),
         _input_section(signature),
         _accuracy_section(model_name, evaluation),
@@ -368,11 +358,11 @@ def render_card(
     return "\n".join(sections)
 
 
-def _files_section(files: dict[str, bytes], *, name: str, sha256: str, size: int) -> str:
+def _files_section(entries: dict[str, Entry], *, name: str, sha256: str, size: int) -> str:
     rows = [f"| `{name}` | {size} | `{sha256}` |"]
     rows += [
-        f"| `{entry}` (inside) | {len(data)} | `{sha256_hex(data)}` |"
-        for entry, data in sorted(files.items())
+        f"| {_code(entry.name)} (inside) | {entry.size} | `{entry.sha256}` |"
+        for _, entry in sorted(entries.items())
     ]
     return (
         "## Files and checksums\n\n"
@@ -405,24 +395,38 @@ def _source_section(manifest: dict[str, Any]) -> str:
     return "## Source\n\n" + _table(("Field", "Value"), [(k, _or_not_recorded(v)) for k, v in rows])
 
 
+def _shape(shape: Any) -> str:
+    """``[0, 3, 224, 224]`` (MMS's signature: 0 is the batch size) as ``N x 3 x 224 x 224``."""
+    if (
+        isinstance(shape, list)
+        and shape
+        and all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
+    ):
+        return " x ".join("N" if i == 0 and d == 0 else str(d) for i, d in enumerate(shape))
+    return _or_not_recorded(shape)
+
+
 def _input_section(signature: dict[str, Any] | None) -> str:
     head = "## Input and preprocessing\n\n"
     if signature is None:
         return head + f"{NOT_RECORDED} (the archive has no {SIGNATURE_FILE}).\n"
     pre = signature.get("preprocessing") or {}
     post = signature.get("postprocessing") or {}
-    inputs = ", ".join(
-        f"`{item.get('data_name')}` {item.get('data_shape')}" for item in signature.get("inputs") or []
-    )
+    inputs = [item for item in signature.get("inputs") or [] if isinstance(item, dict)]
+    shapes = ", ".join(f"{_code(item.get('data_name'))} {_shape(item.get('data_shape'))}" for item in inputs)
+    field = _code(inputs[0].get("data_name")) if inputs else NOT_RECORDED
     steps = [
-        f"Request body: one image ({_or_not_recorded(signature.get('input_type'))}) as the raw HTTP body.",
+        f"Request body: one image ({_or_not_recorded(signature.get('input_type'))}), the bytes of the file "
+        f"as the raw HTTP body (`curl -T photo.jpg`, or `Content-Type: application/octet-stream`) or as "
+        f"the multipart field {field}.",
         f"Decoded and converted to {_or_not_recorded(pre.get('color_mode'))}.",
         f"Shorter side resized to {_or_not_recorded(pre.get('resize_shorter_side'))} px "
         f"({_or_not_recorded(pre.get('interpolation'))}).",
         f"Centre crop {_square(pre.get('crop_size'))}.",
         f"Pixels scaled by {_or_not_recorded(pre.get('scale'))}, then normalised per channel "
         f"with mean {_or_not_recorded(pre.get('mean'))} and std {_or_not_recorded(pre.get('std'))}.",
-        f"Model input: {inputs or NOT_RECORDED}, layout {_or_not_recorded(pre.get('layout'))}.",
+        f"Model input: {shapes or NOT_RECORDED} (N: the batch size), "
+        f"layout {_or_not_recorded(pre.get('layout'))}.",
         f"Output: {_or_not_recorded(post.get('function'))} over the {_classes(signature)} classes; "
         f"the answer lists the top {_or_not_recorded(post.get('topk'))} as "
         '`[{"class": "<synset line>", "probability": p}, ...]` '
@@ -433,44 +437,55 @@ def _input_section(signature: dict[str, Any] | None) -> str:
 
 def _accuracy_section(model_name: str, evaluation: dict[str, Any] | None) -> str:
     text = "## Accuracy\n\n"
-    reference = REFERENCE_ACCURACY.get(model_name)
-    if reference:
-        text += (
-            f"Reported by the ONNX model zoo ({reference['page']}): top-1 {reference['top1']:.2f} %, "
-            f"top-5 {reference['top5']:.2f} % on the {reference['dataset']}.\n"
-        )
-    else:
-        text += f"Reference accuracy: {NOT_RECORDED}.\n"
     if evaluation:
         # Scalars in a table; the per-image failures stay in the JSON, the confused pairs get a table.
         scalars = {k: v for k, v in evaluation.items() if not isinstance(v, (list, dict))}
         ordered = [key for key in _EVALUATION_LABELS if key in scalars]
         ordered += sorted(key for key in scalars if key not in _EVALUATION_LABELS)
-        rows = [(_EVALUATION_LABELS.get(key, key), _cell(scalars[key])) for key in ordered]
-        text += "\n### Last evaluation of this archive\n\n" + _table(("Metric", "Value"), rows)
+        rows = [
+            (_EVALUATION_LABELS.get(key) or _code(key), _or_not_recorded(scalars[key])) for key in ordered
+        ]
+        text += "Measured on this archive (`squeezenet-mar evaluate`):\n\n" + _table(
+            ("Metric", "Value"), rows
+        )
         confusions = [c for c in evaluation.get("confusions") or [] if isinstance(c, dict)]
         if confusions:
             pairs = [
-                (_cell(c.get("true_class")), _cell(c.get("predicted_class")), _cell(c.get("count")))
+                (
+                    _code(c.get("true_class")),
+                    _code(c.get("predicted_class")),
+                    _or_not_recorded(c.get("count")),
+                )
                 for c in confusions
             ]
             text += "\nMost confused classes (true class -> predicted top-1):\n\n"
             text += _table(("True class", "Predicted top-1", "Images"), pairs)
     else:
-        text += f"\nLast evaluation of this archive: {NOT_RECORDED}.\n"
+        text += (
+            "Accuracy of this archive: not measured (measure it with `squeezenet-mar evaluate` and "
+            "publish with `--evaluation`).\n"
+        )
+    reference = REFERENCE_ACCURACY.get(model_name)
+    if reference:
+        text += (
+            f"\nFor reference, the ONNX model zoo reports top-1 {reference['top1']:.2f} % and top-5 "
+            f"{reference['top5']:.2f} % for its own SqueezeNet 1.1 weights on the {reference['dataset']} "
+            f"({reference['page']}): the zoo's figure, not a measurement of this archive.\n"
+        )
     return text
 
 
 def _serve_section(*, name: str, url: str) -> str:
     return (
         "## Serve it\n\n"
-        "From a local model store (the folder holding the downloaded archive):\n\n"
+        "On any Multi Model Server (1.1.11 tested), from a local model store (the folder holding the "
+        "downloaded archive):\n\n"
         f"```sh\nmulti-model-server --start --model-store DIR --models squeezenet={name}\n```\n\n"
         "Straight from this zoo, where HOST/zoo is the address the zoo folder is served at:\n\n"
         "```sh\nmulti-model-server --start --model-store DIR "
         f"--models squeezenet=http://HOST/zoo/{url}\n```\n\n"
-        "Then ask for a prediction (the image is the raw request body):\n\n"
-        "```sh\ncurl -X POST http://127.0.0.1:8080/predictions/squeezenet -T kitten.jpg\n```\n"
+        "Then ask for a prediction (the image file's bytes are the request body):\n\n"
+        "```sh\ncurl -X POST http://127.0.0.1:8080/predictions/squeezenet -T photo.jpg\n```\n"
     )
 
 
@@ -480,23 +495,45 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cell(value: Any) -> str:
+def _code(value: Any) -> str:
+    """Any value as one inline code span, safe in a table cell: Markdown and HTML inside it are
+    shown as text. Newlines become spaces; ``|`` is escaped (GitHub's table rule, even in code)."""
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    return text.replace("|", "\\|").replace("\n", " ")
+    text = " ".join(text.split()).replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    return (
+        f"{fence} {text} {fence}" if text.startswith("`") or text.endswith("`") else f"{fence}{text}{fence}"
+    )
+
+
+def _code_block(value: Any) -> str:
+    """A fenced code block holding ``value`` as text, whatever backticks it contains."""
+    text = str(value).replace("\r", "")
+    fence = "`" * max(3, max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    return f"{fence}text\n{text}\n{fence}\n"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _or_not_recorded(value: Any) -> str:
-    return NOT_RECORDED if value is None or value == "" else _cell(value)
+    """Numbers (and lists of them) as they are, they cannot carry Markdown; anything else as code."""
+    if value is None or value == "":
+        return NOT_RECORDED
+    if _is_number(value) or (isinstance(value, list) and value and all(_is_number(v) for v in value)):
+        return json.dumps(value)
+    return _code(value)
 
 
 def _square(size: Any) -> str:
-    return NOT_RECORDED if size is None else f"{size}x{size}"
+    return f"{size}x{size}" if _is_number(size) else _or_not_recorded(size)
 
 
 def _classes(signature: dict[str, Any]) -> str:
     outputs = signature.get("outputs") or [{}]
-    shape = outputs[0].get("data_shape") or []
-    return str(shape[-1]) if shape else NOT_RECORDED
+    shape = outputs[0].get("data_shape") if isinstance(outputs[0], dict) else None
+    return _or_not_recorded(shape[-1]) if isinstance(shape, list) and shape else NOT_RECORDED
 
 
 # -------------------------------------------------------------------------------------- remote zoos

@@ -1,8 +1,13 @@
-"""Verify a model archive before anybody serves it: layout, manifest, hashes, consistency, and a real
-prediction by the archive's own handler.
+"""Verify a model archive before anybody serves it: layout, manifest, names, hashes and consistency,
+all without running anything from the archive.
 
-Every check that fails adds one ``(file, problem)`` pair; nothing stops at the first problem except
-that the handler only runs on an archive whose files all passed (it executes the archive's code).
+Every check that fails adds one ``(file, problem)`` pair; nothing stops at the first problem. What a
+passing verification proves: the archive is intact and self-consistent (every file matches
+``MAR-INF/SHA256SUMS``, both zip readers see the same files). It does not prove who made it: the
+checksums live inside the archive, so whoever replaces it can rewrite them. Origin needs a signature.
+
+``run=True`` (``squeezenet-mar verify --run``) also loads the archive's handler and asks it for a
+prediction. That executes the archive's code, so it is opt-in and happens in a child process.
 """
 
 from __future__ import annotations
@@ -18,22 +23,23 @@ from pathlib import Path
 from typing import Any
 
 from .errors import VerifyError
-from .inprocess import InProcessService, smoke_image
+from .inprocess import run_handler_in_child
 from .layout import (
     MANIFEST,
     SHA256SUMS,
+    SIGNATURE_BUNDLE,
     ArchiveContents,
     parse_sha256sums,
     read_archive,
-    sha256_hex,
     unpacked,
 )
+from .names import name_problem
 
 logger = logging.getLogger(__name__)
 
 RUNTIMES = ("python", "python2", "python3")
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]*$")  # what MMS accepts as a model name
+UNSIGNED_FILES = {SHA256SUMS, SIGNATURE_BUNDLE}  # not listed in SHA256SUMS: written after it
 
 
 @dataclass
@@ -42,7 +48,7 @@ class VerifyReport:
     problems: list[tuple[str, str]] = field(default_factory=list)
     manifest: dict[str, Any] = field(default_factory=dict)
     files: dict[str, int] = field(default_factory=dict)  # name -> size
-    top5: list[dict[str, Any]] = field(default_factory=list)
+    top5: list[dict[str, Any]] = field(default_factory=list)  # with run=True: the handler's answer
 
     @property
     def ok(self) -> bool:
@@ -54,13 +60,16 @@ class VerifyReport:
 
 def check_manifest(contents: ArchiveContents, report: VerifyReport) -> str | None:
     """The fields MMS needs; returns the handler module's file name when the handler spec is sound."""
-    if MANIFEST not in contents.files:
+    if MANIFEST not in contents.entries:
         report.add(MANIFEST, "missing")
         return None
     try:
         manifest = contents.manifest()
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (KeyError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         report.add(MANIFEST, f"not valid JSON: {exc}")
+        return None
+    if not isinstance(manifest, dict):
+        report.add(MANIFEST, "not a JSON object")
         return None
     report.manifest = manifest
     if manifest.get("runtime") not in RUNTIMES:
@@ -69,9 +78,10 @@ def check_manifest(contents: ArchiveContents, report: VerifyReport) -> str | Non
     if not isinstance(model, dict):
         report.add(MANIFEST, "no 'model' object")
         return None
-    name = model.get("modelName")
-    if not isinstance(name, str) or not _MODEL_NAME.match(name):
-        report.add(MANIFEST, f"model.modelName {name!r} is missing or not a valid model name")
+    for key in ("modelName", "modelVersion"):
+        problem = name_problem(model.get(key), key)
+        if problem:
+            report.add(MANIFEST, problem)
     handler = model.get("handler")
     if not isinstance(handler, str) or not handler:
         report.add(MANIFEST, "model.handler is missing")
@@ -82,27 +92,29 @@ def check_manifest(contents: ArchiveContents, report: VerifyReport) -> str | Non
         report.add(MANIFEST, f"model.handler {handler!r} must be 'module:function' inside the archive")
         return None
     module_file = f"{module}.py"
-    if module_file not in contents.files:
+    if module_file not in contents.entries:
         report.add(module_file, f"handler module named by {MANIFEST} is missing")
         return None
     return module_file
 
 
 def check_hashes(contents: ArchiveContents, report: VerifyReport) -> None:
-    if SHA256SUMS not in contents.files:
+    if SHA256SUMS not in contents.kept:
         report.add(SHA256SUMS, "missing: the archive's files cannot be checked")
         return
     try:
-        sums = parse_sha256sums(contents.files[SHA256SUMS])
+        sums = parse_sha256sums(contents.read(SHA256SUMS))
     except (UnicodeDecodeError, ValueError) as exc:
         report.add(SHA256SUMS, str(exc))
         return
+    refused = {name for name, _ in contents.refused}
     for name, expected in sorted(sums.items()):
-        if name not in contents.files:
+        entry = contents.entries.get(name)
+        if entry is None and name not in refused:  # a refused entry is reported as such already
             report.add(name, f"listed in {SHA256SUMS} but not in the archive")
-        elif sha256_hex(contents.files[name]) != expected:
-            report.add(name, f"sha256 is {sha256_hex(contents.files[name])}, {SHA256SUMS} says {expected}")
-    for name in sorted(set(contents.files) - set(sums) - {SHA256SUMS}):
+        elif entry is not None and entry.sha256 != expected:
+            report.add(name, f"sha256 is {entry.sha256}, {SHA256SUMS} says {expected}")
+    for name in sorted(set(contents.entries) - set(sums) - UNSIGNED_FILES):
         report.add(name, f"not listed in {SHA256SUMS}")
 
 
@@ -111,22 +123,22 @@ def check_consistency(contents: ArchiveContents, report: VerifyReport) -> None:
     from squeezenet_service import ModelLoadError, find_model_files, parse_signature
 
     for name in ("signature.json", "synset.txt"):
-        if name not in contents.files:
+        if name not in contents.kept:
             report.add(name, "missing")
-    if "signature.json" not in contents.files:
+    if "signature.json" not in contents.kept:
         return
     try:
-        signature = parse_signature(json.loads(contents.files["signature.json"]), "signature.json")
+        signature = parse_signature(json.loads(contents.read("signature.json")), "signature.json")
     except (ValueError, ModelLoadError) as exc:
         report.add("signature.json", str(exc))
         return
-    if "synset.txt" in contents.files:
-        text = contents.files["synset.txt"].decode("utf-8", "replace")
+    if "synset.txt" in contents.kept:
+        text = contents.read("synset.txt").decode("utf-8", "replace")
         labels = [line for line in text.splitlines() if line.strip()]
         if len(labels) != signature.num_classes:
             report.add("synset.txt", f"{len(labels)} labels, signature.json declares {signature.num_classes}")
     with tempfile.TemporaryDirectory() as tmp:  # names only, to reuse the handler's model-file rule
-        for name in contents.files:
+        for name in contents.entries:
             if "/" not in name:
                 (Path(tmp) / name).touch()
         try:
@@ -136,29 +148,29 @@ def check_consistency(contents: ArchiveContents, report: VerifyReport) -> None:
 
 
 def run_handler(contents: ArchiveContents, handler: str, report: VerifyReport) -> None:
-    with unpacked(contents.files, "squeezenet-verify-") as root:
-        try:
-            [answer] = InProcessService(root, handler).predict_bytes([smoke_image()])
-        except Exception as exc:  # anything the archive's handler raises is a failed verification
-            report.add(handler, f"the handler failed to load or answer: {type(exc).__name__}: {exc}")
-            return
+    """The archive's handler, loaded in a child process, answers a generated image."""
+    with unpacked(contents, "squeezenet-verify-") as root:
+        answer = run_handler_in_child(root, handler)
     if answer.status != 200 or not isinstance(answer.body, list):
-        report.add(handler, f"answered {answer.status} to a valid image: {answer.body}")
+        report.add(handler, f"the handler failed to load or answer ({answer.status}): {answer.body}")
         return
     report.top5 = answer.body
 
 
-def verify_archive(path: Path, run: bool = True) -> VerifyReport:
-    """All checks; raises VerifyError listing every problem, or returns the report of a sound archive."""
+def verify_archive(path: Path, run: bool = False) -> VerifyReport:
+    """All checks; raises VerifyError listing every problem, or returns the report of a sound archive.
+    Runs the archive's handler (in a child process) only when ``run`` is True and all else passed."""
     report = VerifyReport(archive=path)
     try:
         contents = read_archive(path)
     except (OSError, ValueError, zipfile.BadZipFile, tarfile.TarError) as exc:
         report.add(path.name, f"cannot open: {exc}")
         raise VerifyError(report.problems) from exc
-    report.files = {name: len(data) for name, data in sorted(contents.files.items())}
-    for name, reason in contents.unsafe:
+    report.files = {name: entry.size for name, entry in sorted(contents.entries.items())}
+    for name, reason in contents.refused:
         report.add(name, f"refused entry: {reason}")
+    if contents.refused:
+        raise VerifyError(report.problems)  # a refused layout's other checks would only add noise
     module_file = check_manifest(contents, report)
     check_hashes(contents, report)
     check_consistency(contents, report)

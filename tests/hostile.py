@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import io
 import struct
+import warnings
+import zipfile
 import zlib
+from pathlib import Path
 
 import images
 from PIL import Image
@@ -124,3 +128,115 @@ def svg_with_bom() -> bytes:
 
 def utf16_text() -> bytes:
     return "a note saved by Notepad, not a picture\n".encode("utf-16")
+
+
+# ------------------------------------------------------------------------------------------ archives
+_LOCAL = struct.Struct("<4sHHHHHIIIHH")  # local file header, 30 bytes
+_CENTRAL = struct.Struct("<4sHHHHHHIIIHHHHHII")  # central directory record, 46 bytes
+_END = struct.Struct("<4sHHHHIIH")  # end of central directory, 22 bytes
+
+
+def _local_entry(name: str, data: bytes) -> bytes:
+    """A stored zip entry: local header, name, data."""
+    raw = name.encode()
+    return (
+        _LOCAL.pack(b"PK\x03\x04", 20, 0, 0, 0, 0x21, zlib.crc32(data), len(data), len(data), len(raw), 0)
+        + raw
+        + data
+    )
+
+
+def _split(archive: bytes) -> tuple[bytes, list[bytes], tuple[int, ...], bytes]:
+    """(bytes before the central directory, its records, end-record fields, what follows the end record)."""
+    end = archive.rindex(b"PK\x05\x06")
+    fields = _END.unpack(archive[end : end + _END.size])
+    size, offset = fields[5], fields[6]
+    records, position = [], offset
+    while position < offset + size:
+        head = _CENTRAL.unpack(archive[position : position + _CENTRAL.size])
+        length = _CENTRAL.size + head[10] + head[11] + head[12]
+        records.append(archive[position : position + length])
+        position += length
+    return archive[:offset], records, fields, archive[end + _END.size :]
+
+
+def _join(entries: bytes, records: list[bytes], fields: tuple[int, ...], tail: bytes) -> bytes:
+    directory = b"".join(records)
+    end = _END.pack(*fields[:3], len(records), len(records), len(directory), len(entries), fields[7])
+    return entries + directory + end + tail
+
+
+def zip_with_hidden_entry(archive: bytes, name: str, data: bytes) -> bytes:
+    """``archive`` plus one more local entry ``name``, placed after the others and listed nowhere in
+    the central directory (whose offset is moved past it). zipfile never sees it; Java's
+    ZipInputStream, which MMS unpacks with, extracts it last, over the listed file of that name."""
+    entries, records, fields, tail = _split(archive)
+    return _join(entries + _local_entry(name, data), records, fields, tail)
+
+
+def zip_with_reversed_duplicate(files: dict[str, bytes], name: str, data: bytes) -> bytes:
+    """A zip holding ``name`` twice, the genuine file first and ``data`` last, whose central directory
+    lists the two in the reverse order: zipfile takes the last record (the genuine file), MMS
+    extracts both in file order (the second wins)."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile warns about the duplicate name
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as out:
+            for entry, content in sorted(files.items()):
+                out.writestr(entry, content)
+            out.writestr(name, data)
+    entries, records, fields, tail = _split(buffer.getvalue())
+    first = next(i for i, record in enumerate(records) if record[_CENTRAL.size :].startswith(name.encode()))
+    records.append(records.pop(first))  # the genuine file's record now comes last
+    return _join(entries, records, fields, tail)
+
+
+def zip_with_entry_hidden_in_padding(archive: bytes, name: str, data: bytes) -> bytes:
+    """An extra first entry whose recorded compressed size covers its deflate stream plus a whole
+    local entry ``name``: zipfile stops inflating at the stream's end and skips the rest; Java's
+    ZipInputStream reads the next local header right where the stream ends."""
+    filler = b"harmless text\n" * 10
+    stream = zlib.compressobj(6, zlib.DEFLATED, -15)
+    packed = stream.compress(filler) + stream.flush() + _local_entry(name, data)
+    raw = b"README.txt"
+    local = _LOCAL.pack(
+        b"PK\x03\x04", 20, 0, 8, 0, 0x21, zlib.crc32(filler), len(packed), len(filler), len(raw), 0
+    )
+    first = local + raw + packed
+    entries, records, fields, tail = _split(archive)
+    central = _CENTRAL.pack(
+        b"PK\x01\x02",
+        20,
+        20,
+        0,
+        8,
+        0,
+        0x21,
+        zlib.crc32(filler),
+        len(packed),
+        len(filler),
+        len(raw),
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    )
+    shifted = []
+    for record in records:  # every other entry moves back by the new first entry's length
+        head = list(_CENTRAL.unpack(record[: _CENTRAL.size]))
+        head[16] += len(first)
+        shifted.append(_CENTRAL.pack(*head) + record[_CENTRAL.size :])
+    return _join(first + entries, [central + raw, *shifted], fields, tail)
+
+
+def zip_bomb(path: Path, entries: int = 4, size: int = 300 * 1024 * 1024) -> Path:
+    """``entries`` files of ``size`` zero bytes each, deflated (about 1/1000 of their size)."""
+    block = bytes(1 << 20)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as out:
+        for number in range(entries):
+            with out.open(f"zeros{number}.bin", "w") as sink:
+                for _ in range(size // len(block)):
+                    sink.write(block)
+    return path

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import tarfile
 import threading
 import zipfile
@@ -161,8 +162,24 @@ def test_verify_accepts_the_built_archive_in_zip_tgz_and_folder_form(built, tmp_
         archive.extractall(folder)
     for form in (built.archive, tgz, folder):
         report = verify_archive(form)
-        assert report.ok
-        assert [row["class"] for row in report.top5] == [row["class"] for row in built.smoke_top5]
+        assert report.ok and report.top5 == []  # reading an archive never runs it
+    ran = verify_archive(built.archive, run=True)
+    assert [row["class"] for row in ran.top5] == [row["class"] for row in built.smoke_top5]
+
+
+def test_verify_runs_nothing_from_the_archive_unless_asked_and_then_in_a_child(built, tmp_path):
+    """A handler that leaves a mark when imported, with consistent SHA256SUMS: plain verify passes
+    without importing it; --run imports it in a child process, never in the verifier's own."""
+    mark = tmp_path / "imported-by-pid"
+    handler = read_zip(built.archive)["squeezenet_service.py"]
+    planted = f"import os, pathlib\npathlib.Path({str(mark)!r}).write_text(str(os.getpid()))\n".encode()
+    archive = rezip(
+        built.archive, tmp_path / "planted.mar", {"squeezenet_service.py": handler + planted}, resum=True
+    )
+    assert verify_archive(archive).ok
+    assert not mark.exists()
+    assert verify_archive(archive, run=True).top5
+    assert mark.read_text() != str(os.getpid())
 
 
 def test_one_changed_byte_of_the_model_fails(built, tmp_path):
@@ -178,7 +195,9 @@ def test_a_flipped_byte_in_the_file_itself_fails(built, tmp_path):
     data[len(data) // 2] ^= 0xFF  # inside the compressed model: the zip CRC catches it
     tampered = tmp_path / "flipped.mar"
     tampered.write_bytes(bytes(data))
-    assert problems_of(tampered)
+    [(name, problem)] = problems_of(tampered)
+    assert name == "squeezenet1.1.onnx"
+    assert problem.startswith("refused entry: corrupt entry (") and "listed" not in problem, problem
 
 
 @pytest.mark.parametrize(
@@ -209,11 +228,15 @@ def test_manifest_handler_must_be_a_module_inside_the_archive(built, tmp_path, h
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-def test_cli_verify_prints_top5_and_exit_codes(built, tmp_path, capsys):
+def test_cli_verify_says_what_it_checked_and_exit_codes(built, tmp_path, capsys):
     assert main(["verify", str(built.archive)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"OK {built.archive}: squeezenet_v1.1 1.1, 6 files, handler squeezenet_service:handle"
+    assert "every file matches MAR-INF/SHA256SUMS" in lines[1] and "not who made it" in lines[2]
+    assert len(lines) == 3
+    assert main(["verify", "--run", str(built.archive)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"OK {built.archive}: squeezenet_v1.1 1.1, 6 files")
-    assert out.count("\n") >= 8 and built.smoke_top5[0]["class"] in out
+    assert "child process" in out and built.smoke_top5[0]["class"] in out
     model = bytearray(read_zip(built.archive)["squeezenet1.1.onnx"])
     model[-10] ^= 0x01
     tampered = rezip(built.archive, tmp_path / "t.mar", {"squeezenet1.1.onnx": bytes(model)})

@@ -399,23 +399,29 @@ def test_nothing_to_evaluate_without_archive_or_url(folder, tmp_path):
 def test_the_published_card_shows_the_evaluation(built, inprocess_run, tmp_path):
     record = json.loads(inprocess_run.json_path.read_text())  # what `publish --evaluation FILE` reads
     card = publish_archive(built.archive, tmp_path / "zoo", evaluation=record).card_path.read_text()
-    section = card.split("### Last evaluation of this archive", 1)[1].split("## Serve it", 1)[0]
+    section = card.split("Measured on this archive", 1)[1].split("## Serve it", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| ")]
-    assert rows[:11] == [
+    assert rows[:16] == [
         "| Metric | Value |",
-        f"| Date | {record['date']} |",
+        f"| Date | `{record['date']}` |",
+        f"| Model | `{record['model']}` |",
+        "| Archive | `squeezenet_v1.1.mar` |",
+        f"| Archive SHA-256 | `{record['archive_sha256']}` |",
         "| Images | 26 |",
         "| Failed images (counted as wrong) | 2 |",
         f"| Top-1 (%) | {record['top1']} |",
         f"| Top-5 (%) | {record['top5']} |",
-        "| Reference top-1 (%) | 56.34 |",
-        "| Reference top-5 (%) | 79.12 |",
+        f"| Top-1 correct (images) | {record['top1_correct']} |",
+        f"| Top-5 correct (images) | {record['top5_correct']} |",
+        "| Model zoo's top-1 (%) | 56.34 |",
+        "| Model zoo's top-5 (%) | 79.12 |",
         f"| Top-1 difference (points) | {record['top1_difference']} |",
         f"| Top-5 difference (points) | {record['top5_difference']} |",
         f"| Images per second | {record['images_per_second']} |",
     ]
-    assert "| Images evaluated | all 26 |" in rows
-    assert "| archive | squeezenet_v1.1.mar |" in rows
+    assert "| Images evaluated | `all 26` |" in rows
+    metrics = section.split("Most confused", 1)[0]
+    assert not [row for row in metrics.splitlines() if row.startswith("| `")]  # every key has a label
     assert "| True class | Predicted top-1 | Images |" in rows  # confused pairs: a table, not a blob
 
 
@@ -480,3 +486,28 @@ def test_a_server_error_stops_the_evaluation(folder, tmp_path):
             server.shutdown()
     assert run.code == 7
     assert "answered 503: No worker; stopping" in run.err
+
+
+def test_an_image_pillow_cannot_handle_is_counted_not_fatal(built, tmp_path):
+    """A DDS file Pillow answers with NotImplementedError stopped the evaluation with a traceback."""
+    import hostile
+
+    images_dir = tmp_path / "val"
+    images_dir.mkdir()
+    (images_dir / "good.JPEG").write_bytes(images.jpeg(320, 240, 70))
+    (images_dir / "bad.JPEG").write_bytes(hostile.dds_unknown_pixel_format())
+    labels = tmp_path / "labels.txt"
+    labels.write_text("good.JPEG 1\nbad.JPEG 2\n")
+    run = evaluate(
+        tmp_path / "out",
+        "--images",
+        str(images_dir),
+        "--labels",
+        str(labels),
+        "--archive",
+        str(built.archive),
+    )
+    assert run.code == 0, run.err
+    assert (run.json["images"], run.json["failed"]) == (2, 1)
+    [failure] = run.json["failures"]
+    assert failure["image"].endswith("bad.JPEG") and failure["status"] == 400

@@ -10,6 +10,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -21,9 +22,10 @@ from typing import Any
 import pytest
 import requests
 from harness import ROOT
-from squeezenet_mar.errors import PublishError
+from squeezenet_mar.errors import PublishError, VerifyError
 from squeezenet_mar.layout import MANIFEST, SHA256SUMS, manifest_bytes, sha256sums, write_zip
 from squeezenet_mar.publish import INDEX_FILE, LOCK_FILE, S3_NEEDS_BOTO3, publish_archive
+from squeezenet_mar.verify import verify_archive
 
 MODEL = "squeezenet_v1.1"
 SOURCE = {
@@ -161,18 +163,19 @@ def test_card_names_source_checksums_accuracy_preprocessing_and_serving(mar: Pat
         "79.12 %",
         "ILSVRC2012 validation",
         "centre-cropped",
-        "Shorter side resized to 256 px (bilinear)",
+        "Shorter side resized to 256 px (`bilinear`)",
         "Centre crop 224x224",
         "mean [0.485, 0.456, 0.406]",
         "std [0.229, 0.224, 0.225]",
-        "`data` [0, 3, 224, 224]",
+        "`data` N x 3 x 224 x 224",
         "MXNet",
         f"sha256sum -c {MODEL}.mar.sha256",
         f"multi-model-server --start --model-store DIR --models squeezenet={MODEL}.mar",
         f"--models squeezenet=http://HOST/zoo/{MODEL}/1.1/{MODEL}.mar",
-        "curl -X POST http://127.0.0.1:8080/predictions/squeezenet -T kitten.jpg",
+        "curl -X POST http://127.0.0.1:8080/predictions/squeezenet -T photo.jpg",
         "| Publisher | not recorded |",
-        "Last evaluation of this archive: not recorded.",
+        "Accuracy of this archive: not measured",
+        "the zoo's figure, not a measurement of this archive",
     ]:
         assert expected in card, expected
 
@@ -198,19 +201,20 @@ def test_card_renders_the_given_evaluation(mar: Path, zoo: Path) -> None:
         "device": "cpu",
     }
     card = publish_archive(mar, zoo, evaluation=evaluation).card_path.read_text()
-    section = card.split("### Last evaluation of this archive", 1)[1].split("## Serve it", 1)[0]
+    section = card.split("Measured on this archive", 1)[1].split("## Serve it", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| ")]
     assert rows == [
         "| Metric | Value |",
-        "| Date | 2024-05-01 |",
+        "| Date | `2024-05-01` |",
         "| Images | 50000 |",
         "| Top-1 (%) | 56.3 |",
         "| Top-5 (%) | 79.1 |",
-        "| Reference top-1 (%) | 56.34 |",
-        "| Reference top-5 (%) | 79.12 |",
+        "| Model zoo's top-1 (%) | 56.34 |",
+        "| Model zoo's top-5 (%) | 79.12 |",
         "| Images per second | 412.5 |",
-        "| device | cpu |",
+        "| `device` | `cpu` |",
     ]
+    assert "Accuracy of this archive: not measured" not in card
 
 
 def test_publishing_the_same_version_again_is_refused(mar: Path, zoo: Path) -> None:
@@ -338,14 +342,73 @@ def test_an_archive_with_an_escaping_entry_is_refused(tmp_path: Path, zoo: Path)
 def test_an_archive_without_model_name_or_version_is_refused(tmp_path: Path, zoo: Path, field: str) -> None:
     document = manifest("1.1")
     del document["model"][field]
-    with pytest.raises(PublishError, match=f"(no model.{field}|model.{field} None is missing)"):
+    with pytest.raises(PublishError, match=f"model.{field} None must be"):
         publish_archive(make_mar(tmp_path / "a.mar", document=document), zoo)
 
 
-def test_a_version_that_cannot_name_a_folder_is_refused(tmp_path: Path, zoo: Path) -> None:
-    with pytest.raises(PublishError, match="cannot name a zoo folder"):
-        publish_archive(make_mar(tmp_path / "a.mar", "../1.1"), zoo)
+@pytest.mark.parametrize(
+    ("name", "version"),
+    [
+        (MODEL, "../1.1"),
+        (MODEL, "1.1/.."),
+        ("index.json", "1.1"),  # made index.json a folder and broke every later publish
+        ("INDEX.JSON", "1.1"),
+        ("README.md", "1.1"),
+        (".index.lock", "1.1"),
+        ("squeezenet..v1", "1.1"),
+        (MODEL, "1.1.tmp"),
+        ("x" * 65, "1.1"),
+        ("squeezenet v1", "1.1"),
+    ],
+)
+def test_names_and_versions_follow_one_strict_rule(
+    tmp_path: Path, zoo: Path, name: str, version: str
+) -> None:
+    document = manifest(version)
+    document["model"]["modelName"] = name
+    archive = make_mar(tmp_path / "a.mar", document=document)
+    with pytest.raises(PublishError, match="model.model(Name|Version) "):
+        publish_archive(archive, zoo)
     assert not zoo.exists()
+    with pytest.raises(VerifyError):
+        verify_archive(archive)
+
+
+def test_a_model_named_index_json_leaves_the_zoo_usable(tmp_path: Path, zoo: Path) -> None:
+    document = manifest("1.1")
+    document["model"]["modelName"] = "index.json"
+    with pytest.raises(PublishError):
+        publish_archive(make_mar(tmp_path / "evil.mar", document=document), zoo)
+    publish_archive(make_mar(tmp_path / "good.mar"), zoo)
+    assert sorted(read_index(zoo)["models"]) == [MODEL]
+
+
+HOSTILE_DESCRIPTION = (
+    "SqueezeNet, verified by the zoo.\n\n"
+    "| File | SHA-256 |\n|---|---|\n| squeezenet_v1.1.mar | `0000000000000000000000000000000000000000` |\n\n"
+    "<script>alert('card')</script> [download the fixed build](http://evil.example/x.mar) "
+    "http://evil.example/autolink <img src=x onerror=alert(1)> ```"
+)
+
+
+def test_the_card_shows_archive_text_as_text(tmp_path: Path, zoo: Path) -> None:
+    """Manifest fields rendered by GitHub's own Markdown (cmark-gfm with its extensions), raw HTML
+    allowed as the most permissive renderer would: no tag, link or table comes from the archive."""
+    import cmarkgfm
+    from cmarkgfm.cmark import Options
+
+    document = manifest("1.1", description=HOSTILE_DESCRIPTION)
+    document["model"]["description"] = HOSTILE_DESCRIPTION
+    document["publisher"] = {"author": "Mallory | <b>bold</b>", "email": "m@evil.example"}
+    document["source"] = dict(SOURCE, url="javascript:alert(1)", file="`x` | *y*")
+    card = publish_archive(make_mar(tmp_path / "a.mar", document=document), zoo).card_path.read_text()
+    html = cmarkgfm.github_flavored_markdown_to_html(card, options=Options.CMARK_OPT_UNSAFE)
+    assert "<script" not in html and "<img" not in html and "<b>" not in html
+    assert "evil.example" not in " ".join(re.findall(r'href="([^"]*)"', html))
+    assert "javascript:" not in " ".join(re.findall(r'href="([^"]*)"', html))
+    assert html.count("<table>") == 2  # the card's own two: files and source
+    assert "0000000000000000000000000000000000000000</td>" not in html
+    assert "&lt;script&gt;alert('card')&lt;/script&gt;" in html  # shown, as text
 
 
 def test_a_damaged_index_is_not_overwritten(mar: Path, zoo: Path) -> None:
