@@ -15,14 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import MODEL_NAME, MODEL_VERSION
-from .errors import ArchiveToolError, ClientError, VerifyError
+from .errors import ArchiveToolError, ClientError, UsageError, VerifyError
 from .model_source import ZOO_URL, default_cache_dir
 
 logger = logging.getLogger("squeezenet_mar")
 
-EPILOG = """exit codes: 0 ok, 1 other error, 2 usage, 3 download failed, 4 model check failed,
-5 verification failed, 6 publish refused, 7 prediction failed or server unreachable,
-8 model server failed to start or to register the model"""
+EPILOG = """exit codes: 0 ok, 1 other error, 2 usage (bad option, missing or unreadable input file),
+3 download failed, 4 model check failed, 5 verification failed, 6 publish refused,
+7 prediction failed or server unreachable, 8 model server failed to start or to register the model"""
 
 
 def _print_top(rows: Sequence[dict], indent: str = "  ") -> None:
@@ -69,7 +69,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .verify import verify_archive
 
     try:
-        report = verify_archive(args.archive, run=not args.no_run)
+        report = verify_archive(args.archive, run=args.run)
     except VerifyError as exc:
         for name, problem in exc.problems:
             print(f"FAIL {name}: {problem}")
@@ -77,10 +77,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return exc.exit_code
     model = report.manifest.get("model", {})
     name, version = model.get("modelName"), model.get("modelVersion")
-    print(f"OK {args.archive}: {name} {version}, {len(report.files)} files")
-    print(f"   handler {model.get('handler')}, every file matches MAR-INF/SHA256SUMS")
+    print(f"OK {args.archive}: {name} {version}, {len(report.files)} files, handler {model.get('handler')}")
+    print("   consistent: every file matches MAR-INF/SHA256SUMS, and zip readers all see the same files")
+    print("   (this proves the archive is intact, not who made it)")
     if report.top5:
-        print("   top-5 on a generated image:")
+        print("   its handler (run in a child process) answered a generated image:")
         _print_top(report.top5, indent="   ")
     return 0
 
@@ -106,9 +107,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ArchiveToolError(f"{archive}: no such archive; build it first with 'squeezenet-mar build'")
     if not args.config.is_file():
         raise ArchiveToolError(f"{args.config}: no such config.properties")
+    for option, value in (("--workers", args.workers), ("--batch-size", args.batch_size)):
+        if value < 1:  # MMS 1.1.11 hangs a model scaled to 0 workers (README, "Operations")
+            raise UsageError(f"{option} must be at least 1, got {value}")
+    if args.max_batch_delay < 0:
+        raise UsageError(f"--max-batch-delay must be 0 or more, got {args.max_batch_delay}")
     # The handler sizes each worker's thread pool (cores / SQUEEZENET_WORKERS, or SQUEEZENET_THREADS)
     # and forces OMP_NUM_THREADS itself, since MMS's worker sets it to 1 when it is unset.
-    env = {"MMS_DECODE_INPUT_REQUEST": "false", "SQUEEZENET_WORKERS": str(args.workers)}
+    env = {"SQUEEZENET_WORKERS": str(args.workers)}
     if args.threads_per_worker:
         env["SQUEEZENET_THREADS"] = str(args.threads_per_worker)
     # Verify first (without running the handler): MMS 1.1.11 unpacks '../' entries outside the model
@@ -137,11 +143,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"  management {server.management_url}/models   (no authentication: keep it on 127.0.0.1)")
         print(f"  logs       {args.log_dir}/   Ctrl-C stops")
         print(
-            f"try: curl -X POST {server.inference_url}/predictions/{args.model_name} -T kitten.jpg",
+            f"try: curl -X POST {server.inference_url}/predictions/{args.model_name} "
+            "-T samples/grace_hopper.jpg",
             flush=True,
         )
         code = server.wait()
-        print(f"error: MMS exited by itself with code {code}: {server.output_tail()}", file=sys.stderr)
+        print(
+            f"error: Multi Model Server's frontend stopped by itself (launcher exit code {code}); "
+            f"stopping its workers. Last lines of its output:\n{server.output_tail()}",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print("stopping Multi Model Server ...", file=sys.stderr)
@@ -172,6 +183,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 print(f"{result.image}  HTTP {result.status}: {result.error}")
     failed = [r for r in results if not r.ok]
     if failed:
+        sys.stdout.flush()  # the summary comes after the table, also when both go to one terminal
         print(f"error: {len(failed)} of {len(results)} image(s) got no prediction", file=sys.stderr)
         return ClientError.exit_code
     return 0
@@ -263,11 +275,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = sub.add_parser(
         "verify",
-        help="check an archive's manifest, hashes, safety and consistency; run its handler",
-        description="Exit 0 only if every check holds; each failure prints one 'FAIL file: problem' line.",
+        help="check an archive's layout, manifest, names, hashes and consistency (runs nothing)",
+        description="Reads the archive without running anything from it. Exit 0 only if every check "
+        "holds; each failure prints one 'FAIL file: problem' line.",
     )
     verify.add_argument("archive", type=Path, help=".mar (zip or tgz) or an unpacked archive folder")
-    verify.add_argument("--no-run", action="store_true", help="do not run the archive's handler")
+    verify.add_argument(
+        "--run",
+        action="store_true",
+        help="also load the archive's handler in a child process and ask it for a prediction "
+        "(this executes the archive's code: only for archives you trust)",
+    )
     verify.set_defaults(func=cmd_verify)
 
     publish = sub.add_parser(

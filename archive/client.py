@@ -11,7 +11,7 @@ from typing import Any
 
 import requests
 
-from .errors import ClientError
+from .errors import ClientError, UsageError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_MODEL = "squeezenet"
@@ -86,15 +86,22 @@ def predict_files(
     timeout: float = 60.0,
 ) -> list[Prediction]:
     """Every file sent concurrently; answers in the order of ``paths``."""
-    for path in paths:
-        if not path.is_file():
-            raise ClientError(f"{path}: no such file")
+    bodies = [_read_image_file(path) for path in paths]  # all of them before the first request
     with requests.Session() as session, ThreadPoolExecutor(max(1, concurrency)) as pool:
         adapter = requests.adapters.HTTPAdapter(pool_maxsize=max(1, concurrency))
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         futures = [
-            pool.submit(predict_one, p.read_bytes(), str(p), url, model, topk, timeout, session)
-            for p in paths
+            pool.submit(predict_one, body, str(path), url, model, topk, timeout, session)
+            for path, body in zip(paths, bodies, strict=True)
         ]
         return [future.result() for future in futures]
+
+
+def _read_image_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read it: {exc.strerror or exc}") from None

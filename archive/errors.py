@@ -2,6 +2,7 @@
 functions raise them and never print or exit.
 
     ArchiveToolError        1
+    +-- UsageError          2  a missing or unreadable input file, an option out of range
     +-- DownloadError       3  network, HTTP status, checksum; the message says how to pass a local file
     +-- ModelCheckError     4  the ONNX model or the archive's inputs fail validation or the smoke test
     +-- VerifyError         5  an archive failed verification (``problems`` lists file and problem)
@@ -14,6 +15,10 @@ from __future__ import annotations
 
 class ArchiveToolError(Exception):
     exit_code = 1
+
+
+class UsageError(ArchiveToolError):
+    exit_code = 2
 
 
 class DownloadError(ArchiveToolError):

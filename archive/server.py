@@ -16,6 +16,7 @@ Only processes this module started are ever signalled: the launcher and its desc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -117,12 +118,12 @@ class ModelServer:
             properties["management_address"] = f"http://127.0.0.1:{management_port}"
         properties.setdefault("inference_address", f"http://127.0.0.1:{free_port()}")
         properties.setdefault("management_address", f"http://127.0.0.1:{free_port()}")
-        properties["model_store"] = str(self.model_store)
         self.properties = properties
         self.inference_url = properties["inference_address"].rstrip("/")
         self.management_url = properties["management_address"].rstrip("/")
         self.extra_env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
+        self._group: int | None = None  # the process group of the launcher and all it starts
         self.log_dir = (log_dir or self.home / "logs").resolve()
 
     @classmethod
@@ -168,8 +169,9 @@ class ModelServer:
             env=env,
             stdout=self._stdout,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True,  # its own process group: stop() reaches every descendant
         )
+        self._group = self.process.pid
         try:
             self._wait_for_ping(timeout)
         except BaseException:
@@ -203,37 +205,38 @@ class ModelServer:
         return text.strip()
 
     def processes(self) -> list[Any]:
-        """The launcher and every descendant (frontend, workers): all started by us."""
+        """Every live process of this server: the launcher's process group (``start`` makes it a new
+        session), so the frontend and its workers are found even after a dead frontend left the
+        workers to PID 1. All were started by us; nothing outside the group is ever touched."""
         import psutil
 
-        if self.process is None:
+        if self._group is None:
             return []
-        try:
-            root = psutil.Process(self.process.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
+        members = []
+        for proc in psutil.process_iter(["status"]):
+            try:
+                if os.getpgid(proc.pid) == self._group and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                    members.append(proc)
+            except (ProcessLookupError, PermissionError, psutil.Error):
+                continue
+        return members
 
     def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM to our processes, SIGKILL to those still alive after ``timeout``."""
+        """SIGTERM to the server's process group, SIGKILL to what is still alive after ``timeout``."""
         import psutil
 
-        procs = self.processes()
-        for proc in procs:
-            try:
-                proc.send_signal(signal.SIGTERM)
-            except psutil.NoSuchProcess:
-                pass
-        _gone, alive = psutil.wait_procs(procs, timeout=timeout)
-        for proc in alive:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=5)
+        if self._group is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._group, signal.SIGTERM)
+            _gone, alive = psutil.wait_procs(self.processes(), timeout=timeout)
+            if alive:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self._group, signal.SIGKILL)
+                psutil.wait_procs(alive, timeout=5)
         if self.process is not None:
             self.process.wait(timeout=5)
             self.process = None
+        self._group = None  # its id may be reused once every member is gone
         if getattr(self, "_stdout", None):
             self._stdout.close()
 
@@ -289,6 +292,13 @@ class ModelServer:
         return body[0] if isinstance(body, list) else body
 
     def scale(self, name: str, min_worker: int, timeout: float = 180.0) -> None:
+        """Scale ``name`` to ``min_worker`` workers (at least 1: MMS 1.1.11 hangs the management call
+        and every prediction of a model scaled to 0 and back; unregister it instead)."""
+        if min_worker < 1:
+            raise ServerError(
+                f"refusing to scale {name} to {min_worker} workers: Multi Model Server 1.1.11 then hangs "
+                "its predictions until the model is registered again; unregister it instead"
+            )
         response = requests.put(
             f"{self.management_url}/models/{name}",
             params={"min_worker": min_worker, "max_worker": min_worker, "synchronous": "true"},
@@ -296,6 +306,13 @@ class ModelServer:
         )
         if not response.ok:
             raise ServerError(f"scaling {name} failed: HTTP {response.status_code} {response.text.strip()}")
+
+    def unregister(self, name: str, timeout: float = 180.0) -> None:
+        response = requests.delete(f"{self.management_url}/models/{name}", timeout=timeout)
+        if not response.ok:
+            raise ServerError(
+                f"unregistering {name} failed: HTTP {response.status_code} {response.text.strip()}"
+            )
 
     def worker_pids(self, name: str = "squeezenet") -> list[int]:
         """PIDs of the processes holding the model: each ``model_service_worker.py`` the frontend starts
@@ -315,8 +332,9 @@ class ModelServer:
                 workers.append(proc.pid)
         return sorted(workers)
 
-    def wait_for_workers(self, name: str, count: int, timeout: float = 120.0) -> list[int]:
-        """Wait until the frontend reports ``count`` READY workers and their processes exist."""
+    def wait_for_workers(self, name: str, count: int | None = None, timeout: float = 120.0) -> list[int]:
+        """Wait until the frontend reports ``count`` READY workers (None: as many as it started, at least
+        one; a stock MMS starts one per core) and their processes exist; their PIDs."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -325,10 +343,11 @@ class ModelServer:
                 workers = []
             ready = [w for w in workers if str(w.get("status", "")).upper() == "READY"]
             pids = self.worker_pids(name)
-            if len(ready) == count and len(pids) == count:
+            wanted = len(workers) if count is None else count
+            if wanted >= 1 and len(ready) == len(pids) == wanted:
                 return pids
             time.sleep(0.3)
-        raise ServerError(f"{name}: {count} ready worker(s) not seen within {timeout:.0f} s")
+        raise ServerError(f"{name}: {count or 'its'} ready worker(s) not seen within {timeout:.0f} s")
 
 
 def _json_message(response: requests.Response) -> str:

@@ -326,7 +326,7 @@ def _load_series(
             f"p99 {lat.get('p99_ms', 0):6.1f} ms, errors {result['errors']}, "
             f"mean batch {result['handler'].get('mean_batch_size', 0)}",
         )
-    server.scale(role, 0)  # only the model under load runs
+    server.unregister(role)  # only the model under load runs
     return rows
 
 
@@ -358,7 +358,7 @@ def stage_mms(plan: Plan, inputs: Inputs, work: Path, progress: Progress) -> dic
                 f"MMS, {role:5} archive: registered (synchronous) {result['register_s']:.2f} s, "
                 f"ready {result['ready_s']:.2f} s, first answer {result['first_answer_s'] * 1e3:.0f} ms",
             )
-            server.scale(role, 0)
+            server.unregister(role)  # frees its worker's cores for the next stage
         for batching, role in ((False, "e2e_b1"), (True, "e2e_b8")):
             archive = inputs.archives[role]
             out["e2e"] += _load_series(

@@ -17,7 +17,7 @@ from squeezenet_mar.server import ModelServer, Registration
 from .common import ROOT, stats_ms
 
 # As in the integration tests: raw image bodies reach the handler as bytes; one worker per model.
-SERVE_ENV = {"MMS_DECODE_INPUT_REQUEST": "false", "SQUEEZENET_WORKERS": "1"}
+SERVE_ENV = {"SQUEEZENET_WORKERS": "1"}
 
 
 def start_server(home: Path, model_store: Path, workers: int = 1) -> ModelServer:

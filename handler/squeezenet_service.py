@@ -176,6 +176,14 @@ def read_labels(path: Path) -> list[str]:
     return labels
 
 
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def check_archive_hashes(model_dir: Path) -> int:
     """Refuse a tampered or incomplete archive: every file in ``MAR-INF/SHA256SUMS`` must exist inside
     ``model_dir`` with that SHA-256. Archives without the file (built by other tools) pass unchecked.
@@ -195,7 +203,7 @@ def check_archive_hashes(model_dir: Path) -> int:
             raise ModelLoadError(f"MAR-INF/SHA256SUMS: {name!r} points outside the archive")
         if not path.is_file():
             raise ModelLoadError(f"{name}: listed in MAR-INF/SHA256SUMS but missing from the archive")
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = _sha256_file(path)
         if digest != expected:
             raise ModelLoadError(f"{name}: sha256 {digest} does not match MAR-INF/SHA256SUMS ({expected})")
         checked += 1

@@ -42,7 +42,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, onnx_model: Path):
     )
 
 
-SERVE_ENV = {"MMS_DECODE_INPUT_REQUEST": "false", "SQUEEZENET_WORKERS": "1"}
+SERVE_ENV = {"SQUEEZENET_WORKERS": "1"}  # what `squeezenet-mar serve --workers 1` sets
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +61,32 @@ def mms(tmp_path_factory: pytest.TempPathFactory, built):
     try:
         server.register(Registration(url=built.archive.name, batch_size=8, max_batch_delay_ms=50))
         server.wait_for_workers("squeezenet", 1)
+        yield server
+    finally:
+        server.stop()
+        assert not server.processes()
+
+
+@pytest.fixture(scope="session")
+def plain_mms(tmp_path_factory: pytest.TempPathFactory, built):
+    """A stock MMS as a user who never saw this repository runs it: a config.properties holding only the
+    two addresses, no environment of ours, the archive named on the command line as in
+    ``multi-model-server --start --model-store DIR --models squeezenet=squeezenet_v1.1.mar``."""
+    from squeezenet_mar.server import ModelServer, free_port, write_properties
+
+    home = tmp_path_factory.mktemp("plain_mms")
+    config = home / "config.properties"
+    write_properties(
+        config,
+        {
+            "inference_address": f"http://127.0.0.1:{free_port()}",
+            "management_address": f"http://127.0.0.1:{free_port()}",
+        },
+    )
+    server = ModelServer(home / "mms", built.archive.parent, config=config)
+    server.start(models=[f"squeezenet={built.archive.name}"])
+    try:
+        server.wait_for_workers("squeezenet")  # a stock MMS starts one worker per core
         yield server
     finally:
         server.stop()

@@ -274,3 +274,11 @@ def test_serve_command_runs_in_the_foreground_and_stops_on_ctrl_c(built, tmp_pat
         if process.poll() is None:
             os.kill(process.pid, signal.SIGTERM)
             process.wait(timeout=60)
+
+
+def test_scaling_to_zero_workers_is_refused_before_mms_sees_it(tmp_path):
+    """MMS 1.1.11 hangs the management call and every prediction of a model scaled to 0 and back."""
+    from squeezenet_mar.server import ServerError
+
+    with pytest.raises(ServerError, match="unregister it instead"):
+        ModelServer(tmp_path, tmp_path).scale("squeezenet", 0)
