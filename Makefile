@@ -12,6 +12,7 @@ ARCHIVE := model_store/squeezenet_v1.1.mar
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (MXNet 1.9.1 needs Python 3.11)"; exit 1; }
 	@command -v java >/dev/null || { echo "error: java not found on PATH (Multi Model Server needs Java 11+)"; exit 1; }
+	@echo "make setup: creating $(VENV) with the packages pinned in constraints.txt (MXNet, Multi Model Server, onnx, ...): about a minute, once"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"

@@ -178,7 +178,9 @@ def _zip_layout_problems(
         name = info.filename
         if info.header_offset != position:
             where = "before the first entry" if position == 0 else "between this entry and the previous one"
-            return [(name, f"{abs(info.header_offset - position)} bytes {where}: only some readers see them")]
+            return [
+                (name, f"{abs(info.header_offset - position)} bytes {where}: only MMS's reader sees them")
+            ]
         handle.seek(position)
         header = handle.read(_LOCAL_HEADER.size)
         if len(header) < _LOCAL_HEADER.size:
@@ -199,9 +201,11 @@ def _zip_layout_problems(
             return [(name, f"compression method {method}: only stored and deflate are accepted")]
         position += _LOCAL_HEADER.size + name_length + extra_length + packed
     if position != directory:
-        return [
-            (ARCHIVE, f"{abs(directory - position)} bytes between the last entry and the central directory")
-        ]
+        handle.seek(position)
+        hidden = handle.read(4) == _LOCAL_SIGNATURE
+        what = ": an entry the directory does not list, which MMS would unpack" if hidden else ""
+        gap = abs(directory - position)
+        return [(ARCHIVE, f"{gap} bytes between the last entry and the central directory{what}")]
     return []
 
 

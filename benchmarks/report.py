@@ -172,12 +172,14 @@ def table(report: dict[str, Any]) -> str:
             )
     for size, row in sorted(e2e.get("inprocess", {}).items()):
         add(f"{'in-process handler, ' + size:28} {row['images_per_s']:7.1f} {row['call']['p50_ms']:8.1f}")
-    claims = report.get("claims", [])
-    if claims:
+    comparisons = report.get("comparisons", [])
+    if comparisons:
         add("")
-        for claim in claims:
-            measured = " -> ".join("n/a" if v is None else f"{v:.2f}" for v in claim["measured_ms"])
-            add(f"claim: {claim['claim']}; measured {measured} ms")
+        add("batch-1 p50, measured in this run:")
+        for row in comparisons:
+            measured = " -> ".join("n/a" if v is None else f"{v:.2f}" for v in row["measured_ms"])
+            ratio = "" if row["ratio"] is None else f" ({row['ratio']:.2f}x)"
+            add(f"  {row['what']}: {measured} ms{ratio}")
     busy = {k: v for k, v in report.get("other_processes_cores", {}).items() if v >= 0.2}
     if busy:
         add("")
@@ -201,7 +203,9 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 3, figsize=(18, 10))
+    fig = plt.figure(figsize=(18, 13))
+    grid = fig.add_gridspec(3, 3, height_ratios=(1, 1, 0.55))
+    axes = [[fig.add_subplot(grid[row, col]) for col in range(3)] for row in range(2)]
     engines = report["engines"]
     names = list(engines)
     labels = [ENGINE_LABELS.get(n, n).replace(", ", ",\n", 1) for n in names]
@@ -250,9 +254,15 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
         for key, alpha in (("p50_ms", 1.0), ("p99_ms", 0.4)):
             values = [r["latency"].get(key, 0) for r in rows]
             axes[1][2].plot(conc, values, style, color=color, alpha=alpha, label=f"{label}, {key[:3]}")
-    for (size, row), color in zip(sorted(e2e.get("inprocess", {}).items()), ("grey", "black"), strict=False):
+    references = zip(
+        sorted(e2e.get("inprocess", {}).items()), (("tab:grey", ":"), ("black", "-.")), strict=False
+    )
+    for (size, row), (color, dashes) in references:
         axes[1][1].axhline(
-            row["images_per_s"], linestyle=":", color=color, label=f"in-process handler, {size}"
+            row["images_per_s"],
+            linestyle=dashes,
+            color=color,
+            label=f"in-process handler, {size}: {row['images_per_s']:.0f} images/s",
         )
     axes[1][1].set_xlabel("concurrent clients")
     axes[1][1].set_ylabel("requests/s")
@@ -264,6 +274,7 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
     axes[1][2].set_title("End-to-end latency")
     axes[1][2].legend(fontsize=7)
 
+    _targets_panel(fig.add_subplot(grid[2, :]), report.get("targets", []))
     m = report["machine"]
     fig.suptitle(
         f"SqueezeNet 1.1 service, {m['cpu_model']}, {m['nproc']} cores"
@@ -272,3 +283,29 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def _targets_panel(ax: Any, targets: list[dict[str, Any]]) -> None:
+    """The targets as a table, each row green (met) or red (missed)."""
+    ax.axis("off")
+    ax.set_title("Targets (ratios measured in this run)")
+    if not targets:
+        ax.text(0.5, 0.5, "no targets in this run", ha="center", va="center")
+        return
+    rows = [
+        [
+            t["name"],
+            f"{t['measured']:.3f}",
+            f"{t['comparison']} {t['limit']:g}",
+            "met" if t["passed"] else "MISSED",
+        ]
+        for t in targets
+    ]
+    table = ax.table(cellText=rows, colLabels=["target", "measured", "limit", "result"], loc="center")
+    table.auto_set_font_size(False)
+    table.set_fontsize(9)
+    table.scale(1, 1.3)
+    for row, target in enumerate(targets, start=1):
+        colour = "#c8f0c8" if target["passed"] else "#f5c2c2"
+        for column in range(4):
+            table[row, column].set_facecolor(colour)

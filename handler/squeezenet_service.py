@@ -619,6 +619,7 @@ def import_mxnet(threads: int) -> Any:
     import ctypes
     import sys
 
+    os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")  # read at each bind: no "MKLDNN is activated"
     if "mxnet" not in sys.modules:
         os.environ["OMP_NUM_THREADS"] = str(threads)
         os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")

@@ -14,6 +14,7 @@ import io
 import json
 import random
 import re
+import subprocess
 import sys
 import threading
 import zipfile
@@ -511,3 +512,20 @@ def test_an_image_pillow_cannot_handle_is_counted_not_fatal(built, tmp_path):
     assert (run.json["images"], run.json["failed"]) == (2, 1)
     [failure] = run.json["failures"]
     assert failure["image"].endswith("bad.JPEG") and failure["status"] == 400
+
+
+def test_mxnet_says_nothing_between_the_progress_bar_lines(built, tmp_path):
+    """MXNet's C++ log line 'Subgraph backend MKLDNN is activated' (one per bound batch size) went
+    straight to the terminal, between the progress bar's redraws."""
+    images_dir = tmp_path / "val"
+    images_dir.mkdir()
+    for seed in range(3):
+        (images_dir / f"{seed}.JPEG").write_bytes(images.jpeg(320, 240, 80 + seed))
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"{seed}.JPEG {seed}\n" for seed in range(3)))
+    command = [str(Path(sys.executable).with_name("squeezenet-mar")), "evaluate", "--images", str(images_dir)]
+    command += ["--labels", str(labels), "--archive", str(built.archive), "--batch-size", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "top1=" in done.stderr  # the progress bar
+    assert "is activated" not in done.stderr and "MKLDNN" not in done.stderr + done.stdout
