@@ -49,10 +49,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from . import HANDLER, MODEL_NAME
+from . import HANDLER, MODEL_NAME, REFERENCE_ACCURACY
 from .errors import ArchiveToolError, ClientError, VerifyError
 from .layout import MANIFEST, ArchiveContents, read_archive, sha256_file, unpacked
-from .publish import REFERENCE_ACCURACY
 
 logger = logging.getLogger(__name__)
 

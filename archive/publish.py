@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from . import MODEL_NAME
+from . import REFERENCE_ACCURACY
 from .errors import PublishError, VerifyError
 from .layout import Entry, read_archive, sha256_file
 from .verify import verify_archive
@@ -55,17 +55,6 @@ INDEX_FORMAT = 1
 SIGNATURE_FILE = "signature.json"
 NOT_RECORDED = "not recorded"
 S3_NEEDS_BOTO3 = "s3:// destinations need boto3: pip install boto3"
-
-# Accuracy the ONNX model zoo reports for the model, keyed by the archive's model name.
-ZOO_PAGE = "https://github.com/onnx/models/tree/main/validated/vision/classification/squeezenet"
-REFERENCE_ACCURACY: dict[str, dict[str, Any]] = {
-    MODEL_NAME: {
-        "top1": 56.34,
-        "top5": 79.12,
-        "dataset": "ILSVRC2012 validation set, centre-cropped",
-        "page": ZOO_PAGE,
-    }
-}
 
 # Row labels of the evaluation table, in this order; keys not listed here are shown by name.
 _EVALUATION_LABELS = {
