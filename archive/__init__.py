@@ -9,7 +9,8 @@ from typing import Any
 
 MODEL_NAME = "squeezenet_v1.1"
 MODEL_VERSION = "1.1"
-HANDLER_MODULE = "squeezenet_service"
+HANDLER_MODULE = "squeezenet_service"  # MMS's entry module, at the archive's root
+HANDLER_PACKAGE = "squeezenet_handler"  # the code it imports, packed beside it
 HANDLER = f"{HANDLER_MODULE}:handle"
 
 # Accuracy the ONNX model zoo reports for its SqueezeNet 1.1 weights, keyed by the archive's model

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import HANDLER, HANDLER_MODULE, MODEL_NAME, MODEL_VERSION
+from . import HANDLER, HANDLER_MODULE, HANDLER_PACKAGE, MODEL_NAME, MODEL_VERSION
 from .errors import ModelCheckError
 from .inprocess import InProcessService, smoke_image
 from .layout import MANIFEST, SHA256SUMS, manifest_bytes, sha256_hex, sha256sums, write_zip
@@ -38,6 +38,15 @@ def _handler_file() -> Path:
     import squeezenet_service
 
     return Path(squeezenet_service.__file__)
+
+
+def handler_files(entry: Path) -> dict[str, Path]:
+    """Archive name -> source file of the handler: the entry module and every module of the package
+    beside it (sorted; bytecode never)."""
+    package = entry.parent / HANDLER_PACKAGE
+    files = {f"{HANDLER_MODULE}.py": entry}
+    files.update({f"{HANDLER_PACKAGE}/{path.name}": path for path in sorted(package.glob("*.py"))})
+    return files
 
 
 @dataclass(frozen=True)
@@ -145,7 +154,7 @@ def convert_to_mxnet(onnx_path: Path, prefix: Path) -> list[Path]:
     """ONNX -> MXNet checkpoint (``prefix-symbol.json``, ``prefix-0000.params``), so that workers start
     without importing ONNX. Uses the handler's own loader, the one the worker would have used."""
     import mxnet as mx
-    from squeezenet_service import load_mxnet_params
+    from squeezenet_handler.engines import load_mxnet_params
 
     sym, arg_params, aux_params = load_mxnet_params("onnx", onnx_path, threads=os.cpu_count() or 1)
     mx.model.save_checkpoint(str(prefix), 0, sym, arg_params, aux_params, remove_amp_cast=False)
@@ -186,6 +195,11 @@ def _check_options(options: BuildOptions) -> None:
     for what, path in inputs.items():
         if not path.is_file():
             raise ModelCheckError(f"{path}: {what} file not found")
+    package = options.handler.parent / HANDLER_PACKAGE
+    if not (package / "__init__.py").is_file():
+        raise ModelCheckError(
+            f"{package}: the handler's package {HANDLER_PACKAGE} is not beside {options.handler.name}"
+        )
     if options.model_file is not None and not options.model_file.is_file():
         raise ModelCheckError(f"{options.model_file}: model file not found")
 
@@ -201,7 +215,9 @@ def stage_files(options: BuildOptions, onnx_path: Path, info: OnnxInfo, staging:
     signature = archive_signature(options.signature, info, options.engine, model_file)
     (staging / "signature.json").write_text(json.dumps(signature, indent=2, sort_keys=True) + "\n")
     shutil.copyfile(options.synset, staging / "synset.txt")
-    shutil.copyfile(options.handler, staging / f"{HANDLER_MODULE}.py")
+    for name, source in handler_files(options.handler).items():
+        (staging / name).parent.mkdir(exist_ok=True)
+        shutil.copyfile(source, staging / name)
 
 
 def smoke_test(staging: Path) -> list[dict[str, Any]]:
@@ -230,7 +246,11 @@ def build_archive(options: BuildOptions) -> BuildResult:
     with tempfile.TemporaryDirectory(prefix="squeezenet-mar-") as tmp:
         staging = Path(tmp)
         stage_files(options, onnx_path, info, staging)
-        files = {p.name: p.read_bytes() for p in sorted(staging.iterdir()) if p.is_file()}
+        files = {
+            p.relative_to(staging).as_posix(): p.read_bytes()
+            for p in sorted(staging.rglob("*"))
+            if p.is_file()
+        }
         files[MANIFEST] = manifest_bytes(build_manifest(options, source))
         files[SHA256SUMS] = sha256sums(files)
         (staging / "MAR-INF").mkdir()

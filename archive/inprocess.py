@@ -15,6 +15,8 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -38,7 +40,8 @@ class Answer:
 
 
 class InProcessService:
-    """One handler module loaded from ``model_dir`` under a private module name."""
+    """One handler module loaded from ``model_dir`` under a private module name, with the modules it
+    imports taken from ``model_dir`` (see :func:`archive_imports`)."""
 
     def __init__(
         self, model_dir: Path, handler: str = "squeezenet_service:handle", batch_size: int = 1
@@ -48,10 +51,15 @@ class InProcessService:
 
         module_name, _, function = handler.partition(":")
         source = model_dir / f"{module_name}.py"
-        self.module = _import_file(source, f"{module_name}_inprocess_{next(_counter)}")
+        with archive_imports(model_dir) as self.modules:
+            self.module = _import_file(source, f"{module_name}_inprocess_{next(_counter)}")
         self._handle = getattr(self.module, function or "handle")
         self.context = Context(model_dir.name, str(model_dir), None, batch_size, None, mms.__version__)
         self._handle(None, self.context)
+
+    def handler_module(self, name: str) -> ModuleType:
+        """The archive's own ``squeezenet_handler.<name>`` module, as this service imported it."""
+        return self.modules[f"squeezenet_handler.{name}"]
 
     def predict(self, requests: list[dict[str, Any]]) -> list[Answer]:
         from mms.context import RequestProcessor
@@ -72,6 +80,30 @@ class InProcessService:
     def predict_bytes(self, images: list[bytes], topk: int | None = None) -> list[Answer]:
         extra = {} if topk is None else {"topk": str(topk).encode()}
         return self.predict([{"body": bytearray(image), **extra} for image in images])
+
+
+@contextmanager
+def archive_imports(model_dir: Path) -> Iterator[dict[str, ModuleType]]:
+    """Imports in the block find the archive's own modules first, as in an MMS worker whose
+    ``PYTHONPATH`` is the model folder: ``model_dir`` goes first on ``sys.path``, and modules already
+    imported under the archive's top-level names (the tool's own ``squeezenet_handler``) are set aside.
+    Afterwards ``sys.path`` and those modules are restored; the archive's modules, which the loaded
+    handler keeps using, are yielded (filled in when the block ends)."""
+    tops = {p.stem for p in model_dir.glob("*.py")}
+    tops |= {p.name for p in model_dir.iterdir() if (p / "__init__.py").is_file()}
+    aside = {name: module for name, module in sys.modules.items() if name.split(".")[0] in tops}
+    for name in aside:
+        del sys.modules[name]
+    sys.path.insert(0, str(model_dir))
+    loaded: dict[str, ModuleType] = {}
+    try:
+        yield loaded
+    finally:
+        sys.path.remove(str(model_dir))
+        loaded.update({name: module for name, module in sys.modules.items() if name.split(".")[0] in tops})
+        for name in loaded:
+            del sys.modules[name]
+        sys.modules.update(aside)
 
 
 def _import_file(path: Path, name: str) -> ModuleType:

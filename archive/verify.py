@@ -120,7 +120,9 @@ def check_hashes(contents: ArchiveContents, report: VerifyReport) -> None:
 
 def check_consistency(contents: ArchiveContents, report: VerifyReport) -> None:
     """signature.json readable and 3x224x224; synset.txt has as many labels as classes declared."""
-    from squeezenet_service import ModelLoadError, find_model_files, parse_signature
+    from squeezenet_handler.engines import find_model_files
+    from squeezenet_handler.errors import ModelLoadError
+    from squeezenet_handler.signature import parse_signature
 
     for name in ("signature.json", "synset.txt"):
         if name not in contents.kept:

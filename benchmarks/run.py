@@ -262,9 +262,10 @@ def preprocessing_images() -> dict[str, bytes]:
 
 
 def stage_preprocessing(plan: Plan, progress: Progress) -> tuple[dict[str, Any], dict[str, bytes]]:
-    import squeezenet_service as service
+    from squeezenet_handler import images as service
+    from squeezenet_handler.signature import read_signature
 
-    pre = service.read_signature(ROOT / "signature.json").preprocessing
+    pre = read_signature(ROOT / "signature.json").preprocessing
     bodies = preprocessing_images()
     results = {}
     for name, data in bodies.items():
@@ -431,7 +432,8 @@ def dnnl_profile(inputs: Inputs, batch_size: int, iterations: int) -> dict[str, 
 
 def profile_missed(report: dict[str, Any], inputs: Inputs, bodies: dict[str, bytes], plan: Plan) -> None:
     """Attach to each missed target what a profile of it shows."""
-    import squeezenet_service as service
+    from squeezenet_handler import images as service
+    from squeezenet_handler.signature import read_signature
 
     iterations = 5 if plan.quick else 20
     for t in report["targets"]:
@@ -449,7 +451,7 @@ def profile_missed(report: dict[str, Any], inputs: Inputs, bodies: dict[str, byt
             args = {"model_dir": str(inputs.model_dirs[role]), "batch_size": 8, "iterations": iterations}
             t["profile"] = {"tool": "cProfile", **run_child("cprofile_inference", args)[0]}
         elif name.startswith("preprocess_"):
-            pre = service.read_signature(ROOT / "signature.json").preprocessing
+            pre = read_signature(ROOT / "signature.json").preprocessing
             data = bodies["jpeg_12mp" if "12mp" in name else "jpeg_500x375"]
             profiler = cProfile.Profile()
             profiler.enable()

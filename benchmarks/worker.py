@@ -50,7 +50,7 @@ def _settings(threads: int) -> dict[str, Any]:
 
 def make_engine(variant: str, model: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     """An engine the way the handler builds it, or MXNet Gluon's own SqueezeNet 1.1 (random weights)."""
-    import squeezenet_service as service
+    from squeezenet_handler import engines as service
 
     if variant == "onnxruntime":
         return service.OnnxRuntimeEngine(model, "data", threads)
@@ -79,14 +79,15 @@ def _latency_and_throughput(call: Callable[[np.ndarray], Any], args: dict[str, A
 
 def task_engine(args: dict[str, Any]) -> dict[str, Any]:
     """Batch-1 latency and batch-8 throughput of one engine variant; its probabilities for 8 images."""
-    import squeezenet_service as service
+    from squeezenet_handler.engines import default_threads
+    from squeezenet_handler.postprocessing import softmax
 
-    threads = service.default_threads()
+    threads = default_threads()
     started = time.perf_counter()
     engine = make_engine(args["variant"], Path(args["model"]), threads)
     load_s = time.perf_counter() - started
     result = _latency_and_throughput(engine, args)
-    probabilities = service.softmax(engine(engine_batch(8)))
+    probabilities = softmax(engine(engine_batch(8)))
     return {
         "variant": args["variant"],
         "load_s": round(load_s, 3),
@@ -100,9 +101,9 @@ def task_head_to_head(args: dict[str, Any]) -> dict[str, Any]:
     """ONNX Runtime and the served MXNet engine in one process, timed in alternating blocks (the order
     swapped every round), so that a busy neighbour slows both alike and their ratio stays fair. Each block
     starts after a pause, for the other library's spinning threads to sleep, and one untimed call."""
-    import squeezenet_service as service
+    from squeezenet_handler.engines import default_threads
 
-    threads = service.default_threads()
+    threads = default_threads()
     model = Path(args["model"])
     engines = {name: make_engine(name, model, threads) for name in ("onnxruntime", "mxnet_optimized")}
     batches = {1: engine_batch(1), 8: engine_batch(8)}
@@ -140,8 +141,8 @@ def task_handler(args: dict[str, Any]) -> dict[str, Any]:
     """The handler's inference stage (``SqueezeNetService.inference``) and the engine it wraps, timed
     alternately in one process so that both see the same machine."""
     inprocess = _inprocess(args["model_dir"])
-    service = inprocess.module._service
-    threads = inprocess.module.default_threads()
+    service = inprocess.handler_module("service")._service
+    threads = inprocess.handler_module("engines").default_threads()
     out: dict[str, Any] = {"engine_name": service.engine.name, **_settings(threads)}
     for size, iterations in ((1, args["iterations_b1"]), (8, args["iterations_b8"])):
         batch = engine_batch(size)
@@ -174,7 +175,7 @@ def task_startup(args: dict[str, Any]) -> dict[str, Any]:
         "load_s": round(loaded - started, 3),
         "first_answer_s": round(answered - loaded, 4),
         "total_s": round(answered - started, 3),
-        "engine_name": inprocess.module._service.engine.name,
+        "engine_name": inprocess.handler_module("service")._service.engine.name,
     }
 
 
@@ -206,16 +207,16 @@ def task_inprocess(args: dict[str, Any]) -> dict[str, Any]:
         "images_per_s": round(len(durations) * batch_size / elapsed, 1),
         "call": stats_ms(durations),
         "errors": errors,
-        "engine_name": inprocess.module._service.engine.name,
+        "engine_name": inprocess.handler_module("service")._service.engine.name,
     }
 
 
 def task_dnnl_profile(args: dict[str, Any]) -> dict[str, Any]:
     """Runs the engine with ``DNNL_VERBOSE=1`` (set by the caller): oneDNN prints one line per
     primitive executed; the caller sums the lines printed after the mark."""
-    import squeezenet_service as service
+    from squeezenet_handler.engines import default_threads
 
-    engine = make_engine(args["variant"], Path(args["model"]), service.default_threads())
+    engine = make_engine(args["variant"], Path(args["model"]), default_threads())
     batch = engine_batch(args["batch_size"])
     for _ in range(3):
         engine(batch)
@@ -232,7 +233,7 @@ def task_dnnl_profile(args: dict[str, Any]) -> dict[str, Any]:
 def task_cprofile_inference(args: dict[str, Any]) -> dict[str, Any]:
     """cProfile of the handler's inference stage at one batch size (MXNet/ORT time is inside C calls)."""
     inprocess = _inprocess(args["model_dir"])
-    service = inprocess.module._service
+    service = inprocess.handler_module("service")._service
     batch = engine_batch(args["batch_size"])
     for _ in range(3):
         service.inference(batch)

@@ -10,14 +10,23 @@ ROOT = Path(__file__).resolve().parents[1]
 HANDLER_FILE = ROOT / "handler" / "squeezenet_service.py"
 
 
+def copy_handler(target: Path) -> Path:
+    """The handler as the build packs it: the entry module and its package, into ``target``."""
+    from squeezenet_mar.build import handler_files
+
+    for name, source in handler_files(HANDLER_FILE).items():
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target / name)
+    return target
+
+
 def make_model_dir(target: Path, onnx_file: Path, signature: Path | None = None) -> Path:
-    """An unpacked-archive folder: the model, signature.json, synset.txt and the handler module."""
+    """An unpacked-archive folder: the model, signature.json, synset.txt and the handler."""
     target.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(onnx_file, target / "squeezenet1.1.onnx")
     shutil.copyfile(signature or ROOT / "signature.json", target / "signature.json")
     shutil.copyfile(ROOT / "synset.txt", target / "synset.txt")
-    shutil.copyfile(HANDLER_FILE, target / HANDLER_FILE.name)
-    return target
+    return copy_handler(target)
 
 
 def raw(body: bytes) -> dict[str, Any]:

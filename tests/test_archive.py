@@ -7,6 +7,8 @@ import hashlib
 import io
 import json
 import os
+import subprocess
+import sys
 import tarfile
 import threading
 import zipfile
@@ -28,11 +30,23 @@ from squeezenet_mar.model_source import fetch_model
 from squeezenet_mar.verify import verify_archive
 from squeezenet_onnx import build_squeezenet11
 
+HANDLER_PACKAGE = [
+    "__init__.py",
+    "engines.py",
+    "errors.py",
+    "graph.py",
+    "images.py",
+    "postprocessing.py",
+    "service.py",
+    "signature.py",
+    "trust.py",
+]
 EXPECTED_ENTRIES = [
     "MAR-INF/MANIFEST.json",
     "MAR-INF/SHA256SUMS",
     "signature.json",
     "squeezenet1.1.onnx",
+    *[f"squeezenet_handler/{name}" for name in HANDLER_PACKAGE],
     "squeezenet_service.py",
     "synset.txt",
 ]
@@ -70,6 +84,9 @@ def test_archive_layout_and_golden_manifest(built, onnx_model):
         assert archive.read("squeezenet1.1.onnx") == onnx_model.read_bytes()
         assert archive.read("synset.txt") == (ROOT / "synset.txt").read_bytes()
         assert archive.read("squeezenet_service.py") == (ROOT / "handler/squeezenet_service.py").read_bytes()
+        for name in HANDLER_PACKAGE:
+            packed = archive.read(f"squeezenet_handler/{name}")
+            assert packed == (ROOT / "handler/squeezenet_handler" / name).read_bytes()
     model = onnx_model.read_bytes()
     golden = (ROOT / "tests/data/manifest_golden.json").read_text()
     golden = golden.replace("{model_md5}", hashlib.md5(model).hexdigest())
@@ -231,7 +248,8 @@ def test_manifest_handler_must_be_a_module_inside_the_archive(built, tmp_path, h
 def test_cli_verify_says_what_it_checked_and_exit_codes(built, tmp_path, capsys):
     assert main(["verify", str(built.archive)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"OK {built.archive}: squeezenet_v1.1 1.1, 6 files, handler squeezenet_service:handle"
+    files, handler = len(EXPECTED_ENTRIES), "squeezenet_service:handle"
+    assert lines[0] == f"OK {built.archive}: squeezenet_v1.1 1.1, {files} files, handler {handler}"
     assert "every file matches MAR-INF/SHA256SUMS" in lines[1] and "not who made it" in lines[2]
     assert len(lines) == 3
     assert main(["verify", "--run", str(built.archive)]) == 0
@@ -335,3 +353,51 @@ def test_an_unreachable_zoo_fails_the_build_and_names_the_fix(tmp_path, capsys):
 def test_given_sha256_is_enforced(onnx_model, tmp_path):
     with zoo_server(onnx_model.read_bytes(), "ok") as url, pytest.raises(DownloadError, match="sha256 is"):
         fetch_model(url, tmp_path / "cache", sha256="0" * 64, progress=False)
+
+
+PACKED_HANDLER_ALONE = """
+import json, sys
+root, image = sys.argv[1], sys.argv[2]
+# As on an MMS that never saw this repository: no editable install to fall back on, the model folder
+# first on the path (MMS puts it on the worker's PYTHONPATH).
+sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
+sys.path.insert(0, root)
+import mms
+from mms.context import Context, RequestProcessor
+import squeezenet_service
+context = Context("squeezenet", root, None, 1, None, mms.__version__)
+squeezenet_service.handle(None, context)
+context.request_processor = [RequestProcessor({})]
+answer = squeezenet_service.handle([{"body": bytearray(open(image, "rb").read())}], context)
+modules = {n: getattr(m, "__file__", None) for n, m in sys.modules.items() if n.startswith("squeezenet")}
+print(json.dumps({"answer": answer, "modules": modules}))
+"""
+
+
+def test_the_packed_handler_imports_nothing_but_what_the_archive_holds(built, tmp_path):
+    folder = tmp_path / "unpacked"
+    with zipfile.ZipFile(built.archive) as archive:
+        archive.extractall(folder)
+    image = tmp_path / "photo.jpg"
+    image.write_bytes(images.jpeg(320, 240, 90))
+    done = subprocess.run(
+        [sys.executable, "-c", PACKED_HANDLER_ALONE, str(folder), str(image)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    [answer] = result["answer"]
+    assert len(answer) == 5 and {"class", "probability"} == set(answer[0])
+    assert sorted(result["modules"]) == sorted(
+        [
+            "squeezenet_service",
+            "squeezenet_handler",
+            *[f"squeezenet_handler.{n[:-3]}" for n in HANDLER_PACKAGE[1:]],
+        ]
+    )
+    outside = {
+        n: f for n, f in result["modules"].items() if not Path(f).resolve().is_relative_to(folder.resolve())
+    }
+    assert outside == {}

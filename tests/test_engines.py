@@ -15,19 +15,13 @@ import images
 import numpy as np
 import pytest
 from harness import ROOT
+from squeezenet_handler.engines import MXNetEngine, default_threads, load_mxnet_params, usable_cores
+from squeezenet_handler.errors import ModelLoadError
+from squeezenet_handler.graph import optimize_symbol, pad_output_channels
+from squeezenet_handler.postprocessing import softmax
 from squeezenet_mar.build import BuildOptions, build_archive
 from squeezenet_mar.inprocess import InProcessService
 from squeezenet_onnx import pattern_images, reference_probabilities
-from squeezenet_service import (
-    ModelLoadError,
-    MXNetEngine,
-    default_threads,
-    load_mxnet_params,
-    optimize_symbol,
-    pad_output_channels,
-    softmax,
-    usable_cores,
-)
 
 LABELS = (ROOT / "synset.txt").read_text().splitlines()
 
@@ -194,8 +188,8 @@ def distribution(answer) -> np.ndarray:
 
 def test_the_onnxruntime_engine_answers_like_mxnet(onnxruntime_dir, service):
     ort_service = InProcessService(onnxruntime_dir, batch_size=8)
-    assert ort_service.module._service.engine.name == "onnxruntime"
-    assert service.module._service.engine.name == "mxnet"
+    assert ort_service.handler_module("service")._service.engine.name == "onnxruntime"
+    assert service.handler_module("service")._service.engine.name == "mxnet"
     bodies = [images.jpeg(500, 375, seed) for seed in range(3)] + [images.png()]
     got = [distribution(a) for a in ort_service.predict_bytes(bodies, topk=1000)]
     expected = [distribution(a) for a in service.predict_bytes(bodies, topk=1000)]
@@ -259,7 +253,7 @@ def test_mxnet_runs_on_the_configured_threads(onnx_model, threads):
         "import ctypes, os, sys\n"
         "from pathlib import Path\n"
         "import numpy as np\n"
-        "import squeezenet_service as s\n"
+        "import squeezenet_handler.engines as s\n"
         "threads = s.default_threads()\n"
         "engine = s.MXNetEngine(*s.load_mxnet_params('onnx', Path(sys.argv[1]), threads), 'data', 224)\n"
         "engine(np.zeros((1, 3, 224, 224), np.float32))\n"

@@ -9,8 +9,10 @@ from pathlib import Path
 import images
 import numpy as np
 import pytest
-from harness import ROOT, make_model_dir, raw
+from harness import ROOT, copy_handler, make_model_dir, raw
 from reference import reference_tensor
+from squeezenet_handler.images import preprocess_image
+from squeezenet_handler.signature import read_signature
 from squeezenet_mar.inprocess import InProcessService
 from squeezenet_onnx import reference_probabilities
 
@@ -85,8 +87,8 @@ def test_draft_decoding_of_large_jpegs_changes_the_input_by_under_a_thousandth(s
     the zoo's full decode its 224x224 input differs by under 1e-3 on average in [0, 1] pixel units
     (0.6e-3 measured) and keeps every top-1. Its probabilities differ by up to 8.6e-3 on the
     random-weight test model, which moves by 2-5e-2 under +-1 LSB of noise (README, "Preprocessing")."""
-    pre = service.module.read_signature(ROOT / "signature.json").preprocessing
-    got = np.stack([service.module.preprocess_image(body, pre) for body in LARGE_JPEGS])
+    pre = read_signature(ROOT / "signature.json").preprocessing
+    got = np.stack([preprocess_image(body, pre) for body in LARGE_JPEGS])
     expected = np.stack([reference_tensor(body) for body in LARGE_JPEGS])
     std = np.asarray(pre.gain).reshape(3) * 255.0  # 1 / std
     in_pixel_units = np.abs(got - expected) / std[None, :, None, None]
@@ -264,11 +266,11 @@ def test_a_tampered_archive_does_not_load(tmp_path, built):
 
 def test_requests_before_load_are_503_not_predictions(tmp_path):
     import mms
-    from harness import HANDLER_FILE
     from mms.context import Context, RequestProcessor
-    from squeezenet_mar.inprocess import _import_file
+    from squeezenet_mar.inprocess import _import_file, archive_imports
 
-    module = _import_file(HANDLER_FILE, "squeezenet_service_unloaded")
+    with archive_imports(copy_handler(tmp_path)):  # a fresh copy: never loaded
+        module = _import_file(tmp_path / "squeezenet_service.py", "squeezenet_service_unloaded")
     context = Context("squeezenet", str(tmp_path), None, 2, None, mms.__version__)
     context.request_processor = [RequestProcessor({}), RequestProcessor({})]
     answers = module.handle([raw(GOOD["png_rgb"]), raw(GOOD["bmp"])], context)
@@ -278,11 +280,12 @@ def test_requests_before_load_are_503_not_predictions(tmp_path):
 
 def test_an_engine_failure_is_answered_per_request_not_raised(service):
     """MMS mishandles an exception raised for a batch of more than one request."""
-    engine = service.module._service.engine
-    service.module._service.engine = lambda batch: (_ for _ in ()).throw(RuntimeError("engine exploded"))
+    state = service.handler_module("service")._service
+    engine = state.engine
+    state.engine = lambda batch: (_ for _ in ()).throw(RuntimeError("engine exploded"))
     try:
         answers = service.predict([raw(GOOD["png_rgb"]), raw(b""), raw(GOOD["bmp"])])
     finally:
-        service.module._service.engine = engine
+        state.engine = engine
     assert [a.status for a in answers] == [500, 400, 500]
     assert "engine exploded" in answers[0].json["message"]

@@ -1,0 +1,264 @@
+"""Inference engines: scores for a batch, float32 (N, 3, H, W) in, float32 (N, classes) out.
+
+MXNet (the default, the ONNX file imported into MXNet, or a converted checkpoint) and ONNX Runtime
+(an option), the model files they load, and how many threads they use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .errors import ModelLoadError
+from .graph import optimize_symbol, pad_output_channels
+from .signature import SIGNATURE_FILE, Signature
+
+logger = logging.getLogger(__name__)
+
+
+class Engine(Protocol):
+    """Scores for a batch: float32 (N, 3, H, W) in, float32 (N, classes) out."""
+
+    name: str
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. under ``taskset``), else all of them."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _positive_env_int(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise ModelLoadError(f"environment variable {name}={value!r} is not a whole number") from None
+    if number < 1:
+        raise ModelLoadError(f"environment variable {name} must be at least 1, got {number}")
+    return number
+
+
+def default_threads() -> int:
+    """Inference threads per worker: ``SQUEEZENET_THREADS``, else usable cores // ``SQUEEZENET_WORKERS``
+    (default 1 worker), at least 1.
+
+    MMS runs each worker as its own process with its own thread pool, so by default workers x threads
+    = cores: more threads than cores make OpenMP's barriers wait for descheduled threads (a batch-1
+    forward pass has ~40 of them). Both engines take this number: MXNet as ``OMP_NUM_THREADS`` (see
+    ``import_mxnet``), ONNX Runtime as ``intra_op_num_threads``.
+    """
+    threads = _positive_env_int("SQUEEZENET_THREADS")
+    if threads is not None:
+        return threads
+    workers = _positive_env_int("SQUEEZENET_WORKERS") or 1
+    return max(1, usable_cores() // workers)
+
+
+def find_model_files(model_dir: Path, model_file: str | None) -> tuple[str, Path]:
+    """('onnx', file.onnx) or ('mxnet', prefix) for ``prefix-symbol.json`` + ``prefix-0000.params``."""
+    if model_file:
+        path = model_dir / model_file
+        if model_file.endswith("-symbol.json"):
+            prefix = model_dir / model_file[: -len("-symbol.json")]
+            if not path.is_file() or not Path(f"{prefix}-0000.params").is_file():
+                raise ModelLoadError(f"{model_file}: MXNet symbol or its -0000.params is missing")
+            return "mxnet", prefix
+        if not path.is_file():
+            raise ModelLoadError(f"{model_file}: model file named in {SIGNATURE_FILE} is missing")
+        return "onnx", path
+    onnx_files = sorted(model_dir.glob("*.onnx"))
+    symbols = sorted(model_dir.glob("*-symbol.json"))
+    if len(onnx_files) + len(symbols) != 1:
+        found = [p.name for p in onnx_files + symbols] or "none"
+        raise ModelLoadError(
+            f"{model_dir}: expected exactly one *.onnx or *-symbol.json model, found {found}"
+        )
+    if onnx_files:
+        return "onnx", onnx_files[0]
+    return find_model_files(model_dir, symbols[0].name)
+
+
+def import_mxnet(threads: int) -> Any:
+    """MXNet set up for a serving worker: one forward pass at a time on ``threads`` OpenMP threads.
+
+    - ``OMP_NUM_THREADS`` is read once, when MXNet loads libgomp; oneDNN's kernels run on that many
+      threads. It is overwritten, not defaulted: a value inherited from the parent (the MMS frontend,
+      a test process) would otherwise beat ``SQUEEZENET_WORKERS``/``SQUEEZENET_THREADS``.
+    - ``MXNET_ENGINE_TYPE=NaiveEngine`` (unless set): operators run in the calling thread. The default
+      threaded engine hands every operator to an engine thread and back; on 2 cores that is about half
+      of a batch-1 forward pass (6.5 ms -> 3.4 ms), and a worker gains nothing from its asynchrony: each
+      batch is one forward pass whose result is awaited at once.
+    - ``GOMP_SPINCOUNT=10000`` (unless it or ``OMP_WAIT_POLICY`` is set): how long an idle OpenMP thread
+      spins before it sleeps. libgomp's 300000 suits an idle machine, but when another process takes a
+      core (the MMS frontend, a neighbour), the spinning thread keeps the preempted one from running and
+      every one of a forward pass's barriers waits for a time slice. Measured on 2 cores with one core
+      kept busy, batch-1 p50 / p90: 12-57 / 117-167 ms with 300000, 16 / 17 ms with 10000 (3000: 9 ms,
+      1000: 7 ms, ONNX Runtime 7 ms); on an idle machine 10000 costs ~5% at batch 8, 3000 ~9%, 1000 35%
+      at batch 1.
+    - ``MXSetNumOMPThreads`` also applies ``threads`` to the calling thread when MXNet was imported
+      before (the archive builder, in-process use); the engine type is then whatever that import chose.
+    """
+    import ctypes
+    import sys
+
+    os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")  # read at each bind: no "MKLDNN is activated"
+    if "mxnet" not in sys.modules:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")
+        os.environ.setdefault("MXNET_CPU_WORKER_NTHREADS", "1")  # used only by the threaded engines
+        if "OMP_WAIT_POLICY" not in os.environ:
+            os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+    try:
+        import mxnet as mx
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"engine 'mxnet' needs the mxnet package: pip install mxnet==1.9.1 ({exc})"
+        ) from exc
+    mx.base.check_call(mx.base._LIB.MXSetNumOMPThreads(ctypes.c_int(threads)))
+    return mx
+
+
+def load_mxnet_params(kind: str, path: Path, threads: int, optimize: bool = True) -> tuple[Any, dict, dict]:
+    """(symbol, arg_params, aux_params) from an ONNX file or an MXNet checkpoint; the symbol passed
+    through :func:`optimize_symbol` unless ``optimize`` is False (benchmarks compare both)."""
+    mx = import_mxnet(threads)
+    try:
+        if kind == "onnx":
+            from mxnet.contrib import onnx as onnx_mxnet
+
+            # A fresh NameManager: unnamed nodes get the same names on every import, so a converted
+            # checkpoint is byte-for-byte reproducible. The importer's deprecation chatter goes to
+            # stdout; keep it out of the CLI's output and the worker's log.
+            with mx.name.NameManager(), contextlib.redirect_stdout(io.StringIO()) as chatter:
+                sym, arg_params, aux_params = onnx_mxnet.import_model(str(path))
+            logger.debug("onnx import: %s", chatter.getvalue().strip())
+        else:
+            sym, arg_params, aux_params = mx.model.load_checkpoint(str(path), 0)
+    except Exception as exc:  # MXNet and onnx raise many unrelated types for a corrupt file
+        raise ModelLoadError(f"{path.name}: cannot load the model: {type(exc).__name__}: {exc}") from exc
+    if optimize:
+        sym = optimize_symbol(sym)
+    return sym, arg_params, aux_params
+
+
+class MXNetEngine:
+    """The symbol bound once per batch size (on demand), all executors sharing one set of weights.
+
+    Binding runs MXNet's MKLDNN subgraph pass (convolution + ReLU fusion); the first batch of each size
+    pays for it and for oneDNN's kernel creation (20-45 ms on 2 cores). The classifier is widened for
+    oneDNN first (:func:`pad_output_channels`) unless ``pad_channels`` is False. Measured alternatives
+    (2 cores, cleaned-up graph, batch 1 / batch 8): a hybridized ``SymbolBlock`` with static_alloc and
+    static_shape 3.8 / 28 ms against 3.4 / 25 ms here; binding ``get_backend_symbol('MKLDNN')`` by hand
+    changes nothing (bind already partitions the graph).
+    """
+
+    name = "mxnet"
+
+    def __init__(
+        self,
+        sym: Any,
+        arg_params: dict,
+        aux_params: dict,
+        input_name: str,
+        crop: int,
+        pad_channels: bool = True,
+    ) -> None:
+        import mxnet as mx
+
+        self._mx = mx
+        data_inputs = [n for n in sym.list_inputs() if n not in arg_params and n not in aux_params]
+        if data_inputs != [input_name]:
+            raise ModelLoadError(f"model data inputs are {data_inputs}, signature expects [{input_name!r}]")
+        missing = [n for n in sym.list_arguments() if n != input_name and n not in arg_params]
+        if missing:
+            raise ModelLoadError(f"model weights missing for {missing}")
+        if pad_channels:
+            sym, arg_params = pad_output_channels(sym, arg_params, input_name, (1, 3, crop, crop))
+        self._sym = sym
+        self._input_name = input_name
+        self._args = {k: v.as_in_context(mx.cpu()) for k, v in arg_params.items()}
+        self._aux = {k: v.as_in_context(mx.cpu()) for k, v in aux_params.items()}
+        self._crop = crop
+        self._executors: dict[int, Any] = {}
+
+    def _executor(self, batch_size: int) -> Any:
+        if batch_size not in self._executors:
+            mx = self._mx
+            shape = (batch_size, 3, self._crop, self._crop)
+            args = dict(self._args, **{self._input_name: mx.nd.zeros(shape)})
+            arg_names = self._sym.list_arguments()
+            aux_names = self._sym.list_auxiliary_states()
+            self._executors[batch_size] = self._sym.bind(
+                mx.cpu(),
+                args=[args[n] for n in arg_names],
+                aux_states=[self._aux[n] for n in aux_names],
+                grad_req="null",
+            )
+        return self._executors[batch_size]
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        executor = self._executor(batch.shape[0])
+        outputs = executor.forward(is_train=False, **{self._input_name: batch})
+        return outputs[0].asnumpy().reshape(batch.shape[0], -1)
+
+
+class OnnxRuntimeEngine:
+    """ONNX Runtime on the ONNX file; a batch larger than the model's fixed batch dim runs in slices."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, input_name: str, threads: int) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise ModelLoadError(
+                "engine 'onnxruntime' needs the onnxruntime package: pip install onnxruntime"
+            ) from exc
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads  # 1: no pool, runs in the calling thread
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # zoo files list weights as inputs: one warning per weight
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
+            raise ModelLoadError(f"{path.name}: onnxruntime cannot load the model: {exc}") from exc
+        inputs = [i for i in self._session.get_inputs() if i.name == input_name]
+        if not inputs:
+            raise ModelLoadError(f"{path.name}: no input named {input_name!r}")
+        dim0 = inputs[0].shape[0]
+        self._fixed_batch = dim0 if isinstance(dim0, int) else None
+        self._input_name = input_name
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        step = self._fixed_batch or batch.shape[0]
+        parts = [
+            self._session.run(None, {self._input_name: batch[i : i + step]})[0]
+            for i in range(0, batch.shape[0], step)
+        ]
+        return np.concatenate(parts).reshape(batch.shape[0], -1)
+
+
+def load_engine(name: str, model_dir: Path, sig: Signature, threads: int) -> Engine:
+    kind, path = find_model_files(model_dir, sig.model_file)
+    pre = sig.preprocessing
+    if name == "onnxruntime":
+        if kind != "onnx":
+            raise ModelLoadError(f"{path.name}: engine 'onnxruntime' needs an .onnx model file")
+        return OnnxRuntimeEngine(path, pre.input_name, threads)
+    if name != "mxnet":
+        raise ModelLoadError(f"{SIGNATURE_FILE}: unknown engine {name!r} (mxnet or onnxruntime)")
+    sym, arg_params, aux_params = load_mxnet_params(kind, path, threads)
+    return MXNetEngine(sym, arg_params, aux_params, pre.input_name, pre.crop_size)

@@ -1,0 +1,220 @@
+"""The service: MMS's entry point ``handle``, the four hooks, and one answer per request.
+
+State lives on :class:`SqueezeNetService` (signature, labels, engine); the stages are the functions of
+``images``, ``engines`` and ``postprocessing``. A bad request gets its own 4xx with a JSON body naming
+the cause; the rest of the batch is answered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .engines import Engine, default_threads, load_engine
+from .errors import BadInput, InferenceError, ModelLoadError, ServiceError, UnsupportedMediaType
+from .images import SEND_AN_IMAGE, preprocess_image
+from .postprocessing import softmax, top_k
+from .signature import SIGNATURE_FILE, SYNSET_FILE, Signature, read_labels, read_signature
+from .trust import check_archive_hashes
+
+logger = logging.getLogger(__name__)
+
+
+def parse_topk(value: Any, default: int, num_classes: int) -> int:
+    """The ``topk`` field: ASCII digits only (``int()`` would also take "1_0" and Arabic-Indic digits)."""
+    if value is None:
+        return default
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("utf-8", "replace")
+    text = str(value).strip()
+    if not re.fullmatch(r"[0-9]{1,9}", text) or not 1 <= int(text) <= num_classes:
+        shown = text if len(text) <= 20 else text[:20] + "..."
+        raise BadInput(f"topk must be a whole number from 1 to {num_classes}, got {shown!r}")
+    return int(text)
+
+
+MAX_FIELDS_NAMED = 10  # an error lists at most this many of the request's field names
+
+
+def request_payload(request: dict[str, Any], field: str) -> bytes:
+    """The image bytes: the multipart field named like the model input, or the raw body.
+
+    MMS parses ``application/json`` bodies and decodes ``text/*`` ones in the worker unless
+    ``MMS_DECODE_INPUT_REQUEST=false``, which :func:`handle` sets for its own worker at load time;
+    already-parsed values (a handler run some other way) are still answered 415, never crashed on.
+    """
+    for key in (field, "body"):
+        value = request.get(key)
+        if value is None:
+            continue
+        if isinstance(value, (dict, list)):
+            raise UnsupportedMediaType(f"the body is JSON, not an image: {SEND_AN_IMAGE}")
+        if isinstance(value, str):
+            value = value.encode("utf-8")
+        return bytes(value)
+    names = sorted(request)
+    shown = ", ".join(repr(name[:40]) for name in names[:MAX_FIELDS_NAMED])
+    more = f" and {len(names) - MAX_FIELDS_NAMED} more" if len(names) > MAX_FIELDS_NAMED else ""
+    raise BadInput(
+        f"no image in the request: send it as the raw body or as the multipart field {field!r}"
+        + (f" (got fields {shown}{more})" if names else "")
+    )
+
+
+class SqueezeNetService:
+    """State only: signature, labels, engine. The stages are the module-level functions above."""
+
+    def __init__(self) -> None:
+        self.signature: Signature | None = None
+        self.labels: list[str] = []
+        self.engine: Engine | None = None
+
+    @property
+    def initialized(self) -> bool:
+        return self.engine is not None
+
+    def initialize(self, context: Any) -> None:
+        started = time.perf_counter()
+        props = context.system_properties
+        model_dir = Path(props["model_dir"])
+        check_archive_hashes(model_dir)
+        sig = read_signature(model_dir / SIGNATURE_FILE)
+        labels = read_labels(model_dir / SYNSET_FILE)
+        if len(labels) != sig.num_classes:
+            raise ModelLoadError(
+                f"{SYNSET_FILE}: {len(labels)} labels, "
+                f"but {SIGNATURE_FILE} declares {sig.num_classes} classes"
+            )
+        engine_name = os.environ.get("SQUEEZENET_ENGINE", sig.engine)
+        engine = load_engine(engine_name, model_dir, sig, default_threads())
+        crop = sig.preprocessing.crop_size
+        probe = engine(np.zeros((1, 3, crop, crop), dtype=np.float32))
+        if probe.shape != (1, len(labels)):
+            raise ModelLoadError(
+                f"model answers {probe.shape[1]} classes, but {SYNSET_FILE} has {len(labels)} labels"
+            )
+        self.signature, self.labels, self.engine = sig, labels, engine
+        logger.info(
+            "squeezenet: engine %s, %d classes, batch <= %d, loaded in %.0f ms",
+            engine.name,
+            len(labels),
+            max(1, int(props.get("batch_size") or 1)),
+            (time.perf_counter() - started) * 1000,
+        )
+
+    def preprocess(self, request: dict[str, Any]) -> np.ndarray:
+        pre = self._signature().preprocessing
+        return preprocess_image(request_payload(request, pre.input_name), pre)
+
+    def inference(self, batch: np.ndarray) -> np.ndarray:
+        if self.engine is None:
+            raise ModelLoadError("the model is not loaded")
+        return self.engine(np.ascontiguousarray(batch, dtype=np.float32))
+
+    def postprocess(self, scores: np.ndarray, topks: Sequence[int]) -> list[list[dict[str, Any]]]:
+        probabilities = softmax(scores)
+        return [top_k(p, self.labels, k) for p, k in zip(probabilities, topks, strict=True)]
+
+    def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
+        """One answer per request; a failed request gets its own status, the others their predictions."""
+        sig = self._signature()
+        answers: list[Any] = [None] * len(data)
+        tensors: list[np.ndarray] = []
+        topks: list[int] = []
+        good: list[int] = []
+        for idx, request in enumerate(data):
+            try:
+                k = parse_topk(request.get("topk"), sig.topk, sig.num_classes)
+                tensor = self.preprocess(request)
+            except ServiceError as exc:
+                logger.info("request %d rejected (%d): %s", idx, exc.status, exc)
+                answers[idx] = _error_answer(context, idx, exc)
+                continue
+            except Exception as exc:  # a bug on one request's path fails that request alone
+                logger.exception("request %d failed", idx)
+                error = ServiceError(f"the service failed on this request: {type(exc).__name__}: {exc}")
+                answers[idx] = _error_answer(context, idx, error)
+                continue
+            good.append(idx)
+            topks.append(k)
+            tensors.append(tensor)
+        if good:
+            try:
+                predictions = self.postprocess(self.inference(np.stack(tensors)), topks)
+            except ServiceError as exc:
+                return _answer_all(context, answers, good, exc)
+            except Exception as exc:  # an engine bug must not kill the worker (see handle)
+                logger.exception("inference failed for a batch of %d", len(good))
+                return _answer_all(context, answers, good, InferenceError(f"inference failed: {exc!r}"))
+            for idx, prediction in zip(good, predictions, strict=True):
+                answers[idx] = prediction
+        return answers
+
+    def _signature(self) -> Signature:
+        if self.signature is None:
+            raise ModelLoadError("the model is not loaded")
+        return self.signature
+
+
+def _error_answer(context: Any, idx: int, exc: ServiceError) -> str:
+    """The request's own status and a JSON body naming the cause.
+
+    No response headers (not even ``set_response_content_type``): MMS 1.1.11's frontend decodes the
+    per-request header map without handling a reply split across socket reads
+    (``ModelResponseDecoder`` -> ``CodecUtils.readMap``), so a batched reply carrying headers can fail
+    every request of the batch with a 500. Bodies are always JSON.
+    """
+    context.set_response_status(exc.status, exc.reason, idx)
+    return json.dumps(exc.to_json())
+
+
+_service = SqueezeNetService()
+
+
+def _answer_all(context: Any, answers: list[Any], indices: list[int], exc: ServiceError) -> list[Any]:
+    for idx in indices:
+        answers[idx] = _error_answer(context, idx, exc)
+    return answers
+
+
+def take_raw_request_bodies() -> None:
+    """Make this worker hand every request body to the handler as bytes, whatever the server's config.
+
+    MMS's worker parses ``application/json`` bodies and decodes ``text/*`` ones before the handler
+    runs unless ``MMS_DECODE_INPUT_REQUEST`` is ``false``; the frontend sets that variable from its
+    ``decode_input_request`` setting (default true), and a malformed body then kills the worker
+    (``JSONDecodeError``/``UnicodeDecodeError`` in ``mms/protocol/otf_message_handler.py``). The
+    worker reads the variable again for every request, in this process, so setting it here at load
+    protects the archive on any MMS: a plain one, SageMaker's, a container's."""
+    previous = os.environ.get("MMS_DECODE_INPUT_REQUEST")
+    os.environ["MMS_DECODE_INPUT_REQUEST"] = "false"
+    if previous != "false":
+        logger.info("request bodies reach the handler as bytes (MMS_DECODE_INPUT_REQUEST was %r)", previous)
+
+
+def handle(data: list[dict[str, Any]] | None, context: Any) -> list[Any] | None:
+    """MMS entry point: ``data is None`` at load time, else one answer per request in ``data``.
+
+    Never raises for a batch: when ``handle`` raises with more than one request, MMS 1.1.11 answers
+    one request with the intended status and fails the others with 500 "Worker died" (a
+    ConcurrentModificationException in the frontend), restarting the worker. Whole-batch failures
+    are therefore answered per request too.
+    """
+    if data is None:
+        take_raw_request_bodies()
+        if not _service.initialized:
+            _service.initialize(context)
+        return None
+    if not _service.initialized:
+        return _answer_all(
+            context, [None] * len(data), list(range(len(data))), ModelLoadError("model not loaded")
+        )
+    return _service.handle(data, context)
