@@ -87,7 +87,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from .publish import publish_archive
+    from .zoo import publish_archive
 
     evaluation = json.loads(args.evaluation.read_text()) if args.evaluation else None
     result = publish_archive(args.archive, args.zoo, force=args.force, evaluation=evaluation)

@@ -31,7 +31,7 @@ from harness import ROOT
 from reference import reference_tensor
 from squeezenet_mar.cli import main
 from squeezenet_mar.evaluate import IMAGENET_CLASSES_MISSING
-from squeezenet_mar.publish import publish_archive
+from squeezenet_mar.zoo import publish_archive
 from squeezenet_onnx import reference_probabilities
 
 SYNSET = [line.strip() for line in (ROOT / "synset.txt").read_text().splitlines() if line.strip()]

@@ -13,8 +13,8 @@ import hostile
 import pytest
 from squeezenet_mar.errors import PublishError, VerifyError
 from squeezenet_mar.layout import read_archive
-from squeezenet_mar.publish import publish_archive
 from squeezenet_mar.verify import verify_archive
+from squeezenet_mar.zoo import publish_archive
 
 HANDLER = "squeezenet_service.py"
 # The genuine handler with its load-time hash check switched off, answering "pwned" to everything.

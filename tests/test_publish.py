@@ -24,8 +24,8 @@ import requests
 from harness import ROOT
 from squeezenet_mar.errors import PublishError, VerifyError
 from squeezenet_mar.layout import MANIFEST, SHA256SUMS, manifest_bytes, sha256sums, write_zip
-from squeezenet_mar.publish import INDEX_FILE, LOCK_FILE, S3_NEEDS_BOTO3, publish_archive
 from squeezenet_mar.verify import verify_archive
+from squeezenet_mar.zoo import INDEX_FILE, LOCK_FILE, S3_NEEDS_BOTO3, publish_archive
 
 MODEL = "squeezenet_v1.1"
 SOURCE = {
@@ -39,7 +39,7 @@ SOURCE = {
 PUBLISHER = """
 import sys
 from pathlib import Path
-from squeezenet_mar.publish import publish_archive
+from squeezenet_mar.zoo import publish_archive
 sys.stdin.readline()
 publish_archive(Path(sys.argv[1]), sys.argv[2])
 """
@@ -48,7 +48,7 @@ publish_archive(Path(sys.argv[1]), sys.argv[2])
 KILLED_AT_INDEX_REPLACE = """
 import os, signal, sys
 from pathlib import Path
-from squeezenet_mar.publish import publish_archive
+from squeezenet_mar.zoo import publish_archive
 real_replace = os.replace
 def replace(src, dst):
     if os.fspath(dst).endswith("index.json"):
@@ -425,7 +425,7 @@ def test_an_s3_destination_without_boto3_is_refused(mar: Path) -> None:
         "import sys; sys.modules['boto3'] = None\n"
         "from pathlib import Path\n"
         "from squeezenet_mar.errors import PublishError\n"
-        "from squeezenet_mar.publish import publish_archive\n"
+        "from squeezenet_mar.zoo import publish_archive\n"
         "try:\n"
         f"    publish_archive(Path({str(mar)!r}), 's3://bucket/zoo')\n"
         "except PublishError as exc:\n"

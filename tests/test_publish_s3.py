@@ -20,9 +20,9 @@ import requests
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
 
-from squeezenet_mar import publish_s3  # noqa: E402
 from squeezenet_mar.errors import PublishError  # noqa: E402
-from squeezenet_mar.publish import INDEX_FILE, publish_archive  # noqa: E402
+from squeezenet_mar.zoo import INDEX_FILE, publish_archive  # noqa: E402
+from squeezenet_mar.zoo import s3 as publish_s3  # noqa: E402
 from test_publish import MODEL, SOURCE, make_mar, manifest  # noqa: E402
 
 BUCKET = "model-zoo"

@@ -25,8 +25,8 @@ from squeezenet_mar.build import BuildOptions, build_archive
 from squeezenet_mar.cli import main
 from squeezenet_mar.client import predict_one
 from squeezenet_mar.inprocess import InProcessService
-from squeezenet_mar.publish import publish_archive
 from squeezenet_mar.server import ModelServer, Registration, free_port
+from squeezenet_mar.zoo import publish_archive
 
 pytestmark = pytest.mark.integration
 

@@ -36,13 +36,13 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import PublishError
-from .layout import sha256_file
-from .publish import (
+from ..errors import PublishError
+from ..layout import sha256_file
+from .release import (
     INDEX_FILE,
     INDEX_FORMAT,
+    CheckedArchive,
     PublishResult,
-    _CheckedArchive,
     empty_index,
     index_bytes,
     index_entry,
@@ -83,7 +83,7 @@ class S3Zoo:
 
 
 def publish_to_s3(
-    checked: _CheckedArchive, zoo_url: str, *, force: bool, evaluation: dict[str, Any] | None
+    checked: CheckedArchive, zoo_url: str, *, force: bool, evaluation: dict[str, Any] | None
 ) -> PublishResult:
     """Add the checked archive to the S3 zoo at ``zoo_url``; refuse a listed version unless ``force``."""
     zoo = S3Zoo.parse(zoo_url)
@@ -100,7 +100,7 @@ def publish_to_s3(
 
 
 def _publish(
-    client: Any, zoo: S3Zoo, checked: _CheckedArchive, force: bool, evaluation: dict[str, Any] | None
+    client: Any, zoo: S3Zoo, checked: CheckedArchive, force: bool, evaluation: dict[str, Any] | None
 ) -> PublishResult:
     model, version = checked.model, checked.version
     index, _ = _read_index(client, zoo)
@@ -119,7 +119,7 @@ def _publish(
     return PublishResult(zoo.url(url), digest, zoo.url(card), zoo.url(INDEX_FILE), url, model, version, size)
 
 
-def _upload_archive(client: Any, zoo: S3Zoo, checked: _CheckedArchive, url: str, create_only: bool) -> None:
+def _upload_archive(client: Any, zoo: S3Zoo, checked: CheckedArchive, url: str, create_only: bool) -> None:
     """One PUT (archives up to 5 GB); ``create_only`` claims the key so one publisher owns the version."""
     condition = {"IfNoneMatch": "*"} if create_only else {}
     with checked.path.open("rb") as body:

@@ -1,0 +1,155 @@
+"""What a release in a zoo is, whatever stores it: the archive, its checksum file, its card, its index entry.
+
+This module holds the rules every store follows: the paths of a release relative to the zoo root, the
+archive checked before anything is written (``CheckedArchive``), the refusal of a published version
+without ``force``, and the index (``index.json``): reading and validating it, its entries, its bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import PublishError, VerifyError
+from ..layout import Entry, read_archive
+from ..verify import verify_archive
+from .card import SIGNATURE_FILE, render_card
+
+logger = logging.getLogger(__name__)
+
+INDEX_FILE = "index.json"
+CARD_FILE = "README.md"
+INDEX_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    # Paths in a local zoo; s3://bucket/key addresses in an S3 zoo.
+    mar_path: Path | str
+    sha256: str
+    card_path: Path | str
+    index_path: Path | str
+    url: str  # relative to the zoo root, as in index.json
+    model: str
+    version: str
+    size: int
+
+
+# ------------------------------------------------- what every zoo (folder or S3) holds for a release
+def release_paths(model: str, version: str) -> tuple[str, str, str]:
+    """(archive file name, its URL and the card's URL, both relative to the zoo root)."""
+    name = f"{model}.mar"
+    return name, f"{model}/{version}/{name}", f"{model}/{version}/{CARD_FILE}"
+
+
+def refuse_published(versions: dict[str, Any], model: str, version: str, where: str, force: bool) -> None:
+    """A version listed in the index is published: refused unless ``force``."""
+    if version in versions and not force:
+        raise PublishError(
+            f"{model} {version} is already published in {where} (sha256 {versions[version].get('sha256')}); "
+            "publish a new version or pass --force to replace it"
+        )
+    if version in versions:
+        logger.info("replacing %s %s in %s (--force)", model, version, where)
+
+
+def index_entry(url: str, card_url: str, sha256: str, size: int) -> dict[str, Any]:
+    published = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"url": url, "sha256": sha256, "size": size, "card": card_url, "published": published}
+
+
+def release_card(
+    checked: CheckedArchive,
+    *,
+    name: str,
+    url: str,
+    sha256: str,
+    size: int,
+    evaluation: dict[str, Any] | None,
+) -> str:
+    return render_card(
+        checked.manifest,
+        checked.entries,
+        checked.signature,
+        name=name,
+        url=url,
+        sha256=sha256,
+        size=size,
+        evaluation=evaluation,
+    )
+
+
+# ---------------------------------------------------------------------------------------- the archive
+@dataclass(frozen=True)
+class CheckedArchive:
+    path: Path
+    manifest: dict[str, Any]
+    entries: dict[str, Entry]
+    signature: dict[str, Any] | None
+    model: str
+    version: str
+
+
+def read_checked_archive(archive: Path) -> CheckedArchive:
+    """The archive's manifest and files, refused when it fails verification (read without running
+    anything) or its model name or version cannot name a zoo folder (see ``names``)."""
+    if not archive.is_file():
+        raise PublishError(f"{archive}: no such .mar file (publish takes a built archive, not a folder)")
+    try:
+        verify_archive(archive)  # layout, names, hashes and consistency, without running code
+    except VerifyError as exc:
+        raise PublishError(f"{archive.name}: refusing an archive that fails verification:\n{exc}") from exc
+    contents = read_archive(archive)
+    manifest = contents.manifest()
+    model = manifest["model"]
+    return CheckedArchive(
+        path=archive,
+        manifest=manifest,
+        entries=contents.entries,
+        signature=_signature(contents.kept, archive),
+        model=str(model["modelName"]),
+        version=str(model["modelVersion"]),
+    )
+
+
+def _signature(files: dict[str, bytes], archive: Path) -> dict[str, Any] | None:
+    """The archive's signature.json (input and preprocessing for the card), None when it has none."""
+    if SIGNATURE_FILE not in files:
+        return None
+    try:
+        signature = json.loads(files[SIGNATURE_FILE].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PublishError(f"{archive.name}: {SIGNATURE_FILE} is not valid JSON: {exc}") from exc
+    if not isinstance(signature, dict):
+        raise PublishError(f"{archive.name}: {SIGNATURE_FILE} is not a JSON object")
+    return signature
+
+
+# ------------------------------------------------------------------------------------------ the index
+def empty_index() -> dict[str, Any]:
+    return {"format": INDEX_FORMAT, "models": {}}
+
+
+def read_index(path: Path) -> dict[str, Any]:
+    """The zoo's index, or an empty one when there is none yet; a damaged index is an error, never reset."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return empty_index()
+    try:
+        index = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PublishError(f"{path}: not valid JSON ({exc}); repair or remove it by hand") from exc
+    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
+        raise PublishError(f"{path}: not a format {INDEX_FORMAT} zoo index")
+    if not isinstance(index.get("models"), dict):
+        raise PublishError(f"{path}: 'models' is missing or not an object")
+    return index
+
+
+def index_bytes(index: dict[str, Any]) -> bytes:
+    return (json.dumps(index, indent=2, sort_keys=True) + "\n").encode("utf-8")
