@@ -203,7 +203,7 @@ def test_an_index_changed_between_read_and_write_is_reread(
     """Another publisher rewrites index.json right after this one has read it: the conditional put gets
     412 and the publish retries on the new index, keeping the other entry."""
     publish_archive(make_mar(tmp_path / "base.mar", "1.0"), ZOO)
-    real_read_index = publish_s3._read_index
+    real_read_index = publish_s3.get_index
     reads = []
 
     def read_then_someone_writes(client: Any, zoo: Any) -> tuple[dict[str, Any], str | None]:
@@ -215,7 +215,7 @@ def test_an_index_changed_between_read_and_write_is_reread(
             s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{INDEX_FILE}", Body=json.dumps(other).encode())
         return index, etag
 
-    monkeypatch.setattr(publish_s3, "_read_index", read_then_someone_writes)
+    monkeypatch.setattr(publish_s3, "get_index", read_then_someone_writes)
     publish_archive(make_mar(tmp_path / "v2.mar", "1.2"), ZOO)
 
     assert len(reads) == 3 and reads[2] != reads[1]

@@ -1,4 +1,19 @@
-"""A zoo in a local folder, served as it is by any static HTTP server (phase 1: moved from publish.py)."""
+"""The folder store: a zoo in a local folder, served as it is by any static HTTP server.
+
+Besides the release files (see the package docstring for the layout) the folder holds
+``DEST/.index.lock``, the flock(2) target: a session holds an exclusive ``flock`` on it, so publishers
+run one at a time and none loses another's index entry. The lock file stays (removing it would race).
+
+Every file is written to a temporary name in its own folder (``.<name>.<random>.tmp``), fsynced, made
+0644, then ``os.replace``d and its folder fsynced: a reader never sees half a file, and a crash leaves
+the old ``index.json`` intact. The new version's files may then lie in its folder unlisted; they are not
+"published" (the index is the record), so publishing again overwrites them without ``force``.
+Temporaries left by a publisher that died mid-write are removed under the lock, which every writer
+holds, so any temporary present then belongs to nobody.
+
+Under the lock nobody else writes: ``read_index`` gives no version token, ``replace_index`` always
+wins, and ``create_only`` needs no check (an existing release folder is left by a crash).
+"""
 
 from __future__ import annotations
 
@@ -12,67 +27,72 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import PublishError
 from ..layout import sha256_file
-from .release import (
-    CARD_FILE,
-    INDEX_FILE,
-    CheckedArchive,
-    PublishResult,
-    index_bytes,
-    index_entry,
-    read_index,
-    refuse_published,
-    release_card,
-    release_paths,
-)
+from .release import INDEX_FILE, empty_index, parse_index
 
 logger = logging.getLogger(__name__)
 
 LOCK_FILE = ".index.lock"
 
 
-def publish_to_folder(
-    checked: CheckedArchive, dest: Path, *, force: bool, evaluation: dict[str, Any] | None
-) -> PublishResult:
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-        with _locked(dest / LOCK_FILE):
-            return _publish_locked(checked, dest, force, evaluation)
-    except OSError as exc:
-        raise PublishError(f"{dest}: cannot publish {checked.path.name}: {exc}") from exc
+class FolderStore:
+    """The zoo at ``root``, a local folder (created by the first publish)."""
 
+    failures: tuple[type[Exception], ...] = (OSError,)
 
-def _publish_locked(
-    checked: CheckedArchive, dest: Path, force: bool, evaluation: dict[str, Any] | None
-) -> PublishResult:
-    model, version = checked.model, checked.version
-    index_path = dest / INDEX_FILE
-    _remove_stale_temporaries(dest)
-    index = read_index(index_path)
-    versions = index["models"].setdefault(model, {})
-    refuse_published(versions, model, version, str(dest), force)
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.name = str(root)
 
-    name, url, card_url = release_paths(model, version)
-    folder = dest / model / version
-    if folder.exists() and version not in versions:
-        logger.warning("%s holds files of an unlisted publish (an earlier crash?); overwriting them", folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(folder)
-    mar_path = folder / name
-    _atomic_copy(checked.path, mar_path)
-    digest = sha256_file(mar_path)
-    size = mar_path.stat().st_size
-    _atomic_write(folder / f"{name}.sha256", f"{digest}  {name}\n".encode())
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """The zoo folder created, locked for the block, its stale temporaries removed."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with _locked(self.root / LOCK_FILE):
+            _remove_stale_temporaries(self.root)
+            yield
 
-    card_path = folder / CARD_FILE
-    card = release_card(checked, name=name, url=url, sha256=digest, size=size, evaluation=evaluation)
-    _atomic_write(card_path, card.encode("utf-8"))
+    def address(self, relative: str) -> Path:
+        return self.root / relative
 
-    versions[version] = index_entry(url, card_url, digest, size)
-    _atomic_write(index_path, index_bytes(index))
-    logger.info("published %s %s as %s (%d bytes, sha256 %s)", model, version, url, size, digest)
-    return PublishResult(mar_path, digest, card_path, index_path, url, model, version, size)
+    def read_index(self) -> tuple[dict[str, Any], None]:
+        """The index, or an empty one when there is none yet; no version token (the lock suffices)."""
+        path = self.root / INDEX_FILE
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return empty_index(), None
+        return parse_index(data, str(path)), None
+
+    def put_file(self, relative: str, source: Path, *, create_only: bool = False) -> tuple[str, int]:
+        """``source`` copied to ``relative``; (sha256, size) of the copy. With ``create_only`` the caller
+        expects no release there: files already in the folder are left by a crashed publish (the lock
+        rules out a live one) and are overwritten, with a warning."""
+        target = self._writable(relative, expect_new=create_only)
+        _atomic_copy(source, target)
+        return sha256_file(target), target.stat().st_size
+
+    def put_bytes(self, relative: str, data: bytes, content_type: str) -> None:
+        """``data`` written to ``relative`` (the content type is the HTTP server's business here)."""
+        _atomic_write(self._writable(relative), data)
+
+    def replace_index(self, data: bytes, token: str | None) -> bool:
+        """``index.json`` replaced; always wins, as no other publisher can hold the lock meanwhile (so
+        ``token``, always None from ``read_index``, is not needed)."""
+        _atomic_write(self.root / INDEX_FILE, data)
+        return True
+
+    def _writable(self, relative: str, *, expect_new: bool = False) -> Path:
+        """``relative``'s folder created and cleared of stale temporaries (we hold the lock)."""
+        target = self.root / relative
+        folder = target.parent
+        if expect_new and folder.exists():
+            logger.warning(
+                "%s holds files of an unlisted publish (an earlier crash?); overwriting them", folder
+            )
+        folder.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(folder)
+        return target
 
 
 # ---------------------------------------------------------------------------------------- file writes

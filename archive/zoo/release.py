@@ -1,8 +1,16 @@
-"""What a release in a zoo is, whatever stores it: the archive, its checksum file, its card, its index entry.
+"""What a release is, in any zoo: the rules every store follows, written once.
 
-This module holds the rules every store follows: the paths of a release relative to the zoo root, the
-archive checked before anything is written (``CheckedArchive``), the refusal of a published version
-without ``force``, and the index (``index.json``): reading and validating it, its entries, its bytes.
+A release of ``<model> <version>`` is four things, at paths relative to the zoo root (``ReleasePaths``):
+the archive byte for byte, its checksum file, its model card (``card.py``) and its entry in
+``index.json``. This module holds
+
+- ``read_checked_archive``: the archive verified and its manifest read, before anything is written;
+- ``refuse_published``: a version the index lists is published, and replaced only with ``force``;
+- the index: ``parse_index`` (a damaged index is an error, never reset), ``index_entry``,
+  ``index_bytes`` (``json.dumps(..., indent=2, sort_keys=True)``);
+- ``PublishResult``: what a publish reports.
+
+It knows nothing of folders or S3: the stores (``folder.py``, ``s3.py``) import it, never the reverse.
 """
 
 from __future__ import annotations
@@ -39,11 +47,26 @@ class PublishResult:
     size: int
 
 
-# ------------------------------------------------- what every zoo (folder or S3) holds for a release
-def release_paths(model: str, version: str) -> tuple[str, str, str]:
-    """(archive file name, its URL and the card's URL, both relative to the zoo root)."""
-    name = f"{model}.mar"
-    return name, f"{model}/{version}/{name}", f"{model}/{version}/{CARD_FILE}"
+# ------------------------------------------------------------------------------- the files of a release
+@dataclass(frozen=True)
+class ReleasePaths:
+    """Where a release's files lie, relative to the zoo root (the URLs of ``index.json``)."""
+
+    name: str  # <model>.mar, the archive's file name
+    archive: str  # <model>/<version>/<model>.mar
+    checksum: str  # <model>/<version>/<model>.mar.sha256
+    card: str  # <model>/<version>/README.md
+
+    @classmethod
+    def of(cls, model: str, version: str) -> ReleasePaths:
+        name = f"{model}.mar"
+        archive = f"{model}/{version}/{name}"
+        return cls(name, archive, f"{archive}.sha256", f"{model}/{version}/{CARD_FILE}")
+
+
+def checksum_file(sha256: str, name: str) -> bytes:
+    """``<sha256>  <name>``: the ``sha256sum -c`` format."""
+    return f"{sha256}  {name}\n".encode()
 
 
 def refuse_published(versions: dict[str, Any], model: str, version: str, where: str, force: bool) -> None:
@@ -55,11 +78,6 @@ def refuse_published(versions: dict[str, Any], model: str, version: str, where: 
         )
     if version in versions:
         logger.info("replacing %s %s in %s (--force)", model, version, where)
-
-
-def index_entry(url: str, card_url: str, sha256: str, size: int) -> dict[str, Any]:
-    published = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"url": url, "sha256": sha256, "size": size, "card": card_url, "published": published}
 
 
 def release_card(
@@ -86,6 +104,8 @@ def release_card(
 # ---------------------------------------------------------------------------------------- the archive
 @dataclass(frozen=True)
 class CheckedArchive:
+    """An archive that passed ``verify_archive``, with what the card and the index need from it."""
+
     path: Path
     manifest: dict[str, Any]
     entries: dict[str, Entry]
@@ -131,24 +151,26 @@ def _signature(files: dict[str, bytes], archive: Path) -> dict[str, Any] | None:
 
 # ------------------------------------------------------------------------------------------ the index
 def empty_index() -> dict[str, Any]:
+    """The index of a zoo with nothing published yet (a store that has no ``index.json`` reads this)."""
     return {"format": INDEX_FORMAT, "models": {}}
 
 
-def read_index(path: Path) -> dict[str, Any]:
-    """The zoo's index, or an empty one when there is none yet; a damaged index is an error, never reset."""
+def parse_index(data: bytes, where: str) -> dict[str, Any]:
+    """The index read from ``data`` (found at ``where``); a damaged index is an error, never reset."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return empty_index()
-    try:
-        index = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PublishError(f"{path}: not valid JSON ({exc}); repair or remove it by hand") from exc
+        index = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PublishError(f"{where}: not valid JSON ({exc}); repair or remove it by hand") from exc
     if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
-        raise PublishError(f"{path}: not a format {INDEX_FORMAT} zoo index")
+        raise PublishError(f"{where}: not a format {INDEX_FORMAT} zoo index")
     if not isinstance(index.get("models"), dict):
-        raise PublishError(f"{path}: 'models' is missing or not an object")
+        raise PublishError(f"{where}: 'models' is missing or not an object")
     return index
+
+
+def index_entry(url: str, card_url: str, sha256: str, size: int) -> dict[str, Any]:
+    published = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"url": url, "sha256": sha256, "size": size, "card": card_url, "published": published}
 
 
 def index_bytes(index: dict[str, Any]) -> bytes:

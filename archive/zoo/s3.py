@@ -1,24 +1,20 @@
-"""Publish a ``.mar`` into a model zoo kept in S3 (``s3://bucket/prefix``), same layout as a local zoo.
+"""The S3 store: a zoo kept in S3 (``s3://bucket/prefix``), with a folder zoo's layout under ``prefix``.
 
-Keys under ``prefix`` (see ``publish`` for the formats; URLs in the index stay relative to the zoo root)::
-
-    <prefix>/index.json
-    <prefix>/<model>/<version>/<model>.mar
-    <prefix>/<model>/<version>/<model>.mar.sha256
-    <prefix>/<model>/<version>/README.md
+The only module that imports boto3 (``store_for`` imports it only for an ``s3://`` zoo).
 
 There is no lock. The archive, its checksum and its card are uploaded first, then ``index.json`` is
 rewritten with a conditional put: ``IfMatch=<ETag read>`` (``IfNoneMatch='*'`` when the zoo has no index
-yet). A concurrent publisher makes it fail with HTTP 412; the read-modify-write is then retried, a bounded
-number of times, so no entry is lost and the index never lists an object that is not there yet.
+yet). A concurrent publisher makes it fail with HTTP 412: ``replace_index`` answers False and the
+publish re-reads the index and tries again, a bounded number of times, so no entry is lost and the index
+never lists an object that is not there yet.
 
-A new version's archive is itself created with ``IfNoneMatch='*'``: of two publishers of the same version
-only one gets to upload, so the index cannot end up pointing at the other's bytes. An unlisted archive
-left by a crashed publisher therefore needs ``force`` to be overwritten.
+A new version's archive is itself created with ``IfNoneMatch='*'`` (``create_only``): of two publishers of
+the same version only one gets to upload, so the index cannot end up pointing at the other's bytes. An
+unlisted archive left by a crashed publisher therefore needs ``force`` to be overwritten.
 
 Conditional puts need botocore >= 1.35.65 and a server that honours ``If-Match`` on PutObject (AWS S3
-since November 2024). Both are checked before anything is written: a server that ignored the header would
-let publishers silently overwrite each other's index entries, so it is refused instead.
+since November 2024). A session checks both before anything is written: a server that ignored the header
+would let publishers silently overwrite each other's index entries, so it is refused instead.
 
 The endpoint, credentials and region come from the usual boto3 sources; ``AWS_ENDPOINT_URL`` points the
 publisher at another S3 server (MinIO, moto).
@@ -26,11 +22,11 @@ publisher at another S3 server (MinIO, moto).
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
-import random
-import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -38,23 +34,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import PublishError
 from ..layout import sha256_file
-from .release import (
-    INDEX_FILE,
-    INDEX_FORMAT,
-    CheckedArchive,
-    PublishResult,
-    empty_index,
-    index_bytes,
-    index_entry,
-    refuse_published,
-    release_card,
-    release_paths,
-)
+from .release import INDEX_FILE, empty_index, parse_index
 
 logger = logging.getLogger(__name__)
 
-INDEX_ATTEMPTS = 10  # read-modify-write rounds of index.json before giving up
-RETRY_SLEEP = (0.05, 0.5)  # seconds: first sleep and cap; doubled each round, jittered
 PROBE_KEY = ".conditional-put-probe"  # never written by a server that honours If-Match
 _BOGUS_ETAG = '"00000000000000000000000000000000"'
 # A conditional put lost to another writer: 412, or 404 when the index vanished since it was read.
@@ -62,12 +45,12 @@ _CONFLICT_CODES = {"PreconditionFailed", "NoSuchKey", "ConditionalRequestConflic
 
 
 @dataclass(frozen=True)
-class S3Zoo:
+class S3Location:
     bucket: str
     prefix: str  # "" or "a/b", without slashes at either end
 
     @classmethod
-    def parse(cls, url: str) -> S3Zoo:
+    def parse(cls, url: str) -> S3Location:
         if not url.startswith("s3://"):
             raise PublishError(f"{url}: not an s3://bucket/prefix address")
         bucket, _, prefix = url[len("s3://") :].partition("/")
@@ -82,116 +65,91 @@ class S3Zoo:
         return f"s3://{self.bucket}/{self.key(relative)}"
 
 
-def publish_to_s3(
-    checked: CheckedArchive, zoo_url: str, *, force: bool, evaluation: dict[str, Any] | None
-) -> PublishResult:
-    """Add the checked archive to the S3 zoo at ``zoo_url``; refuse a listed version unless ``force``."""
-    zoo = S3Zoo.parse(zoo_url)
-    try:
-        client = boto3.session.Session().client("s3")  # a session per call: publishers may be threads
-        _require_conditional_puts(client, zoo)
-        return _publish(client, zoo, checked, force, evaluation)
-    except ClientError as exc:
-        raise PublishError(f"{zoo_url}: cannot publish {checked.path.name}: {exc}") from exc
-    except BotoCoreError as exc:
-        raise PublishError(f"{zoo_url}: cannot publish {checked.path.name}: {exc}") from exc
-    except OSError as exc:
-        raise PublishError(f"{zoo_url}: cannot publish {checked.path.name}: {exc}") from exc
+class S3Store:
+    """The zoo at ``url`` (``s3://bucket/prefix``); the bucket must exist."""
 
+    failures: tuple[type[Exception], ...] = (ClientError, BotoCoreError, OSError)
 
-def _publish(
-    client: Any, zoo: S3Zoo, checked: CheckedArchive, force: bool, evaluation: dict[str, Any] | None
-) -> PublishResult:
-    model, version = checked.model, checked.version
-    index, _ = _read_index(client, zoo)
-    refuse_published(index["models"].get(model, {}), model, version, zoo.url(""), force)
+    def __init__(self, url: str) -> None:
+        self.name = url
+        self.location = S3Location.parse(url)
+        self._client: Any = None
 
-    name, url, card = release_paths(model, version)
-    digest = sha256_file(checked.path)
-    size = checked.path.stat().st_size
-    _upload_archive(client, zoo, checked, url, create_only=not force)
-    _put(client, zoo, f"{url}.sha256", f"{digest}  {name}\n".encode(), "text/plain; charset=utf-8")
-    text = release_card(checked, name=name, url=url, sha256=digest, size=size, evaluation=evaluation)
-    _put(client, zoo, card, text.encode("utf-8"), "text/markdown; charset=utf-8")
-
-    _add_to_index(client, zoo, model, version, index_entry(url, card, digest, size), force)
-    logger.info("published %s %s as %s (%d bytes, sha256 %s)", model, version, zoo.url(url), size, digest)
-    return PublishResult(zoo.url(url), digest, zoo.url(card), zoo.url(INDEX_FILE), url, model, version, size)
-
-
-def _upload_archive(client: Any, zoo: S3Zoo, checked: CheckedArchive, url: str, create_only: bool) -> None:
-    """One PUT (archives up to 5 GB); ``create_only`` claims the key so one publisher owns the version."""
-    condition = {"IfNoneMatch": "*"} if create_only else {}
-    with checked.path.open("rb") as body:
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """A client for the block (one per publish: publishers may be threads), once the server has
+        shown it honours conditional puts."""
+        self._client = boto3.session.Session().client("s3")
         try:
-            client.put_object(
-                Bucket=zoo.bucket,
-                Key=zoo.key(url),
-                Body=body,
-                ContentType="application/octet-stream",
-                **condition,
-            )
+            _require_conditional_puts(self._client, self.location)
+            yield
+        finally:
+            self._client = None
+
+    def address(self, relative: str) -> str:
+        return self.location.url(relative)
+
+    def read_index(self) -> tuple[dict[str, Any], str | None]:
+        """The index and its ETag; an empty index and None when there is none yet."""
+        return get_index(self._session_client(), self.location)
+
+    def put_file(self, relative: str, source: Path, *, create_only: bool = False) -> tuple[str, int]:
+        """One PUT (archives up to 5 GB); (sha256, size) of ``source``. ``create_only`` claims the key
+        (``IfNoneMatch='*'``) so one publisher owns the version."""
+        digest, size = sha256_file(source), source.stat().st_size
+        condition = {"IfNoneMatch": "*"} if create_only else {}
+        with source.open("rb") as body:
+            try:
+                self._session_client().put_object(
+                    Bucket=self.location.bucket,
+                    Key=self.location.key(relative),
+                    Body=body,
+                    ContentType="application/octet-stream",
+                    **condition,
+                )
+            except ClientError as exc:
+                if _error_code(exc) not in _CONFLICT_CODES:
+                    raise
+                raise PublishError(
+                    f"{self.address(relative)} exists but {INDEX_FILE} does not list it: another publisher "
+                    "is publishing this version right now, or an earlier publish died before updating the "
+                    "index; check the index and pass --force to overwrite it"
+                ) from exc
+        return digest, size
+
+    def put_bytes(self, relative: str, data: bytes, content_type: str) -> None:
+        _put(self._session_client(), self.location, relative, data, content_type)
+
+    def replace_index(self, data: bytes, token: str | None) -> bool:
+        """``index.json`` replaced if it still has the ETag ``token`` (if there is still none, for
+        None); False when another publisher changed it since it was read."""
+        condition = {"IfMatch": token} if token is not None else {"IfNoneMatch": "*"}
+        try:
+            _put(self._session_client(), self.location, INDEX_FILE, data, "application/json", **condition)
         except ClientError as exc:
             if _error_code(exc) not in _CONFLICT_CODES:
                 raise
-            raise PublishError(
-                f"{zoo.url(url)} exists but {INDEX_FILE} does not list it: another publisher is publishing "
-                "this version right now, or an earlier publish died before updating the index; "
-                "check the index and pass --force to overwrite it"
-            ) from exc
+            return False
+        return True
+
+    def _session_client(self) -> Any:
+        if self._client is None:
+            raise RuntimeError("S3Store used outside its session()")
+        return self._client
 
 
-def _add_to_index(
-    client: Any, zoo: S3Zoo, model: str, version: str, entry: dict[str, Any], force: bool
-) -> None:
-    """Read-modify-write of index.json, made safe by a conditional put and retried when it loses."""
-    sleep = RETRY_SLEEP[0]
-    for attempt in range(1, INDEX_ATTEMPTS + 1):
-        index, etag = _read_index(client, zoo)
-        versions = index["models"].setdefault(model, {})
-        if version in versions and not force and versions[version].get("sha256") != entry["sha256"]:
-            raise PublishError(
-                f"{model} {version} was published in {zoo.url('')} by another publisher meanwhile "
-                f"(sha256 {versions[version].get('sha256')}); pass --force to replace it"
-            )
-        versions[version] = entry
-        condition = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
-        try:
-            _put(client, zoo, INDEX_FILE, index_bytes(index), "application/json", **condition)
-            return
-        except ClientError as exc:
-            if _error_code(exc) not in _CONFLICT_CODES:
-                raise
-        logger.info("%s changed while publishing (attempt %d); retrying", zoo.url(INDEX_FILE), attempt)
-        time.sleep(random.uniform(0, sleep))
-        sleep = min(sleep * 2, RETRY_SLEEP[1])
-    raise PublishError(
-        f"{zoo.url(INDEX_FILE)}: still changed by other publishers after {INDEX_ATTEMPTS} attempts; "
-        f"{model} {version} is uploaded but not listed; publish it again"
-    )
-
-
-def _read_index(client: Any, zoo: S3Zoo) -> tuple[dict[str, Any], str | None]:
+def get_index(client: Any, location: S3Location) -> tuple[dict[str, Any], str | None]:
     """The zoo's index and its ETag; an empty index and None when there is none yet."""
     try:
-        response = client.get_object(Bucket=zoo.bucket, Key=zoo.key(INDEX_FILE))
+        response = client.get_object(Bucket=location.bucket, Key=location.key(INDEX_FILE))
     except ClientError as exc:
         if _error_code(exc) in {"NoSuchKey", "404"}:
             return empty_index(), None
         raise
-    where = zoo.url(INDEX_FILE)
-    try:
-        index = json.loads(response["Body"].read().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PublishError(f"{where}: not valid JSON ({exc}); repair or remove it by hand") from exc
-    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
-        raise PublishError(f"{where}: not a format {INDEX_FORMAT} zoo index")
-    if not isinstance(index.get("models"), dict):
-        raise PublishError(f"{where}: 'models' is missing or not an object")
-    return index, response["ETag"]
+    return parse_index(response["Body"].read(), location.url(INDEX_FILE)), response["ETag"]
 
 
-def _require_conditional_puts(client: Any, zoo: S3Zoo) -> None:
+def _require_conditional_puts(client: Any, location: S3Location) -> None:
     """Refuse to publish unless botocore can send, and the server honours, conditional puts."""
     members = client.meta.service_model.operation_model("PutObject").input_shape.members
     if "IfMatch" not in members or "IfNoneMatch" not in members:
@@ -202,17 +160,17 @@ def _require_conditional_puts(client: Any, zoo: S3Zoo) -> None:
         )
     # If-Match with an ETag no object has: a server that honours it answers 412 (or 404 when the key
     # does not exist) and writes nothing; one that ignores it writes the probe object.
-    key = zoo.key(PROBE_KEY)
+    key = location.key(PROBE_KEY)
     try:
-        client.put_object(Bucket=zoo.bucket, Key=key, Body=b"", IfMatch=_BOGUS_ETAG)
+        client.put_object(Bucket=location.bucket, Key=key, Body=b"", IfMatch=_BOGUS_ETAG)
     except ClientError as exc:
         if _error_code(exc) in _CONFLICT_CODES:
             return
         if _error_code(exc) in {"NotImplemented", "InvalidArgument", "InvalidRequest"}:
-            raise PublishError(_NO_CONDITIONAL_PUTS.format(zoo=zoo.url(""), detail=f": {exc}")) from exc
+            raise PublishError(_NO_CONDITIONAL_PUTS.format(zoo=location.url(""), detail=f": {exc}")) from exc
         raise
-    client.delete_object(Bucket=zoo.bucket, Key=key)
-    raise PublishError(_NO_CONDITIONAL_PUTS.format(zoo=zoo.url(""), detail=" (If-Match was ignored)"))
+    client.delete_object(Bucket=location.bucket, Key=key)
+    raise PublishError(_NO_CONDITIONAL_PUTS.format(zoo=location.url(""), detail=" (If-Match was ignored)"))
 
 
 _NO_CONDITIONAL_PUTS = (
@@ -222,9 +180,11 @@ _NO_CONDITIONAL_PUTS = (
 )
 
 
-def _put(client: Any, zoo: S3Zoo, relative: str, data: bytes, content_type: str, **condition: str) -> None:
+def _put(
+    client: Any, location: S3Location, relative: str, data: bytes, content_type: str, **condition: str
+) -> None:
     client.put_object(
-        Bucket=zoo.bucket, Key=zoo.key(relative), Body=data, ContentType=content_type, **condition
+        Bucket=location.bucket, Key=location.key(relative), Body=data, ContentType=content_type, **condition
     )
 
 
