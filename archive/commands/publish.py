@@ -1,0 +1,33 @@
+"""``squeezenet-mar publish``: add an archive to a model zoo (a folder or s3://bucket/prefix)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    publish = sub.add_parser(
+        "publish",
+        help="add an archive to a model zoo folder served over static HTTP",
+        description="DEST/<model>/<version>/ gets the .mar, its .sha256 and a model card; "
+        "DEST/index.json lists every model and version.",
+    )
+    publish.add_argument("archive", type=Path)
+    publish.add_argument("--zoo", required=True, help="zoo root folder (or s3://bucket/prefix with boto3)")
+    publish.add_argument("--force", action="store_true", help="replace an already published version")
+    publish.add_argument("--evaluation", type=Path, help="JSON written by 'evaluate --json' for the card")
+    publish.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..zoo import publish_archive
+
+    evaluation = json.loads(args.evaluation.read_text()) if args.evaluation else None
+    result = publish_archive(args.archive, args.zoo, force=args.force, evaluation=evaluation)
+    print(f"published {result.model} {result.version} -> {result.mar_path}")
+    print(f"  url (relative to the zoo root): {result.url}")
+    print(f"  sha256 {result.sha256}, {result.size} bytes")
+    print(f"  card {result.card_path}; index {result.index_path}")
+    return 0

@@ -1,0 +1,110 @@
+"""``squeezenet-mar serve``: run Multi Model Server in the foreground with the archive registered."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from .. import MODEL_NAME
+from ..errors import ArchiveToolError, UsageError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="run Multi Model Server in the foreground with the archive registered (Ctrl-C stops)",
+        description="Starts MMS with the given config.properties, registers the archive through the "
+        "management API (the only way MMS enables batching) and waits; Ctrl-C or SIGTERM stops MMS "
+        "and its workers.",
+    )
+    serve.add_argument(
+        "--archive", type=Path, default=Path("model_store") / f"{MODEL_NAME}.mar", help="(%(default)s)"
+    )
+    serve.add_argument("--config", type=Path, default=Path("config.properties"), help="(%(default)s)")
+    serve.add_argument("--model-name", default="squeezenet", help="name in /predictions/NAME (%(default)s)")
+    serve.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="dynamic batching: max requests per batch (%(default)s: off)",
+    )
+    serve.add_argument(
+        "--max-batch-delay", type=int, default=50, help="ms to wait for a batch to fill (%(default)s)"
+    )
+    serve.add_argument("--workers", type=int, default=1, help="Python workers (%(default)s)")
+    serve.add_argument(
+        "--threads-per-worker", type=int, help="inference threads per worker (default: cores / workers)"
+    )
+    serve.add_argument("--home", type=Path, default=Path(".mms"), help="MMS's tmp and config (%(default)s)")
+    serve.add_argument("--log-dir", type=Path, default=Path("logs"), help="MMS logs (%(default)s)")
+    serve.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..server import ModelServer, Registration
+    from ..verify import verify_archive
+
+    archive = args.archive.resolve()
+    if not archive.is_file():
+        raise ArchiveToolError(f"{archive}: no such archive; build it first with 'squeezenet-mar build'")
+    if not args.config.is_file():
+        raise ArchiveToolError(f"{args.config}: no such config.properties")
+    for option, value in (("--workers", args.workers), ("--batch-size", args.batch_size)):
+        if value < 1:  # MMS 1.1.11 hangs a model scaled to 0 workers (README, "Operations")
+            raise UsageError(f"{option} must be at least 1, got {value}")
+    if args.max_batch_delay < 0:
+        raise UsageError(f"--max-batch-delay must be 0 or more, got {args.max_batch_delay}")
+    # The handler sizes each worker's thread pool (cores / SQUEEZENET_WORKERS, or SQUEEZENET_THREADS)
+    # and forces OMP_NUM_THREADS itself, since MMS's worker sets it to 1 when it is unset.
+    env = {"SQUEEZENET_WORKERS": str(args.workers)}
+    if args.threads_per_worker:
+        env["SQUEEZENET_THREADS"] = str(args.threads_per_worker)
+    # Verify first (without running the handler): MMS 1.1.11 unpacks '../' entries outside the model
+    # folder before any handler runs, and answers a failed load with only "Failed to start workers".
+    verify_archive(archive, run=False)
+    server = ModelServer(args.home, archive.parent, config=args.config, env=env, log_dir=args.log_dir)
+    # Explicitly, for SIGINT too: a background job of a non-interactive shell starts with SIGINT ignored.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    try:
+        server.start()
+        server.register(
+            Registration(
+                url=archive.name,
+                name=args.model_name,
+                batch_size=args.batch_size,
+                max_batch_delay_ms=args.max_batch_delay,
+                workers=args.workers,
+            )
+        )
+        print(
+            f"serving {archive.name} as '{args.model_name}': batch size {args.batch_size}, "
+            f"max batch delay {args.max_batch_delay} ms, {args.workers} worker(s)"
+        )
+        print(f"  inference  {server.inference_url}/predictions/{args.model_name}")
+        print(f"  management {server.management_url}/models   (no authentication: keep it on 127.0.0.1)")
+        print(f"  logs       {args.log_dir}/   Ctrl-C stops")
+        print(
+            f"try: curl -X POST {server.inference_url}/predictions/{args.model_name} "
+            "-T samples/grace_hopper.jpg",
+            flush=True,
+        )
+        code = server.wait()
+        print(
+            f"error: Multi Model Server's frontend stopped by itself (launcher exit code {code}); "
+            f"stopping its workers. Last lines of its output:\n{server.output_tail()}",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt:
+        print("stopping Multi Model Server ...", file=sys.stderr)
+        return 0
+    finally:
+        server.stop()
+        print("stopped", file=sys.stderr)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
