@@ -220,7 +220,7 @@ def _zip_chunks(handle: IO[bytes], info: zipfile.ZipInfo) -> Iterator[bytes]:
     while left > 0:
         raw = handle.read(min(_BLOCK, left))
         if not raw:
-            raise _CorruptEntry("corrupt entry: the file ends inside its data")
+            raise _CorruptEntry("corrupt entry (truncated): the file ends inside its data")
         left -= len(raw)
         while raw:
             try:
@@ -230,13 +230,15 @@ def _zip_chunks(handle: IO[bytes], info: zipfile.ZipInfo) -> Iterator[bytes]:
             raw = inflater.unconsumed_tail if inflater else b""
             size += len(data)
             if size > info.file_size:
-                raise _CorruptEntry(f"corrupt entry: more than its recorded {info.file_size} bytes")
+                raise _CorruptEntry(
+                    f"corrupt entry (size): it inflates to more than its recorded {info.file_size} bytes"
+                )
             crc = zlib.crc32(data, crc)
             yield data
     if inflater is not None and (not inflater.eof or inflater.unused_data):
         raise _CorruptEntry("corrupt entry (deflate): the stream does not end where its recorded size does")
     if size != info.file_size:
-        raise _CorruptEntry(f"corrupt entry: {size} bytes, the archive records {info.file_size}")
+        raise _CorruptEntry(f"corrupt entry (size): {size} bytes, the archive records {info.file_size}")
     if crc != info.CRC:
         raise _CorruptEntry(
             f"corrupt entry (CRC): its data has CRC-32 {crc:08x}, the archive records {info.CRC:08x}"
