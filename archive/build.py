@@ -19,8 +19,19 @@ from typing import Any
 from . import HANDLER, HANDLER_MODULE, HANDLER_PACKAGE, MODEL_NAME, MODEL_VERSION
 from .errors import ModelCheckError
 from .inprocess import InProcessService, smoke_image
-from .layout import MANIFEST, SHA256SUMS, manifest_bytes, sha256_hex, sha256sums, write_zip
+from .layout import (
+    MANIFEST,
+    SHA256SUMS,
+    SIGNATURE_BUNDLE,
+    manifest_bytes,
+    read_archive,
+    sha256_hex,
+    sha256sums,
+    unpacked,
+    write_zip,
+)
 from .model_source import ZOO_URL, default_cache_dir, fetch_model, file_digests
+from .signatures import BUNDLE_SUFFIX, SigningKey, sign, signer_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +80,7 @@ class BuildOptions:
     engine: str = "mxnet"  # "onnxruntime" needs format "onnx"
     smoke_test: bool = True
     progress: bool = True
+    signing_key: SigningKey | None = None  # sign the archive (MAR-INF/model.sig, and <output>.sig)
 
 
 @dataclass(frozen=True)
@@ -79,6 +91,7 @@ class BuildResult:
     manifest: dict[str, Any]
     files: dict[str, str]  # name -> sha256 of every file in the archive
     smoke_top5: list[dict[str, Any]]
+    bundle_file: Path | None = None  # <archive>.sig when signed
 
 
 @dataclass(frozen=True)
@@ -253,11 +266,28 @@ def build_archive(options: BuildOptions) -> BuildResult:
         }
         files[MANIFEST] = manifest_bytes(build_manifest(options, source))
         files[SHA256SUMS] = sha256sums(files)
+        if options.signing_key is not None:
+            files[SIGNATURE_BUNDLE] = sign(files, options.signing_key)
         (staging / "MAR-INF").mkdir()
-        for name in (MANIFEST, SHA256SUMS):  # the smoke test sees exactly what MMS will unpack
-            (staging / name).write_bytes(files[name])
+        for name in (MANIFEST, SHA256SUMS, SIGNATURE_BUNDLE):  # the smoke test sees what MMS unpacks
+            if name in files:
+                (staging / name).write_bytes(files[name])
         top5 = smoke_test(staging) if options.smoke_test else []
-    output = options.output
+    digest, sha_file, bundle_file = write_archive(options.output, files)
+    return BuildResult(
+        archive=options.output,
+        sha256=digest,
+        sha256_file=sha_file,
+        manifest=json.loads(files[MANIFEST]),
+        files={name: sha256_hex(data) for name, data in sorted(files.items())},
+        smoke_top5=top5,
+        bundle_file=bundle_file,
+    )
+
+
+def write_archive(output: Path, files: dict[str, bytes]) -> tuple[str, Path, Path | None]:
+    """The reproducible zip at ``output`` (through a rename: never half written), its ``.sha256`` and,
+    for a signed archive, the bundle's copy ``.sig`` beside it. (SHA-256, .sha256 file, .sig file)."""
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
     write_zip(partial, files)
@@ -265,12 +295,35 @@ def build_archive(options: BuildOptions) -> BuildResult:
     digest = sha256_hex(output.read_bytes())
     sha_file = output.with_name(output.name + ".sha256")
     sha_file.write_text(f"{digest}  {output.name}\n")
+    bundle_file = output.with_name(output.name + BUNDLE_SUFFIX)
+    if SIGNATURE_BUNDLE in files:
+        bundle_file.write_bytes(files[SIGNATURE_BUNDLE])
+    else:
+        bundle_file.unlink(missing_ok=True)  # a stale signature of an earlier build would not verify
     logger.info("wrote %s (%d bytes, sha256 %s)", output, output.stat().st_size, digest)
-    return BuildResult(
-        archive=output,
-        sha256=digest,
-        sha256_file=sha_file,
-        manifest=json.loads(files[MANIFEST]),
-        files={name: sha256_hex(data) for name, data in sorted(files.items())},
-        smoke_top5=top5,
-    )
+    return digest, sha_file, bundle_file if SIGNATURE_BUNDLE in files else None
+
+
+@dataclass(frozen=True)
+class SignResult:
+    archive: Path
+    sha256: str
+    bundle_file: Path
+    fingerprint: str  # of the key that signed (certificate mode: the leaf certificate's key)
+
+
+def sign_archive(archive: Path, key: SigningKey, output: Path | None = None) -> SignResult:
+    """Sign an existing archive: verified first (nothing of it runs), then rewritten with the bundle
+    to ``output`` (default: replace ``archive``, through a rename). A previous signature is replaced."""
+    from .verify import verify_archive
+
+    verify_archive(archive)
+    contents = read_archive(archive)
+    with unpacked(contents, "squeezenet-sign-") as root:
+        files = {
+            name: (root / name).read_bytes() for name in sorted(contents.entries) if name != SIGNATURE_BUNDLE
+        }
+    files[SIGNATURE_BUNDLE] = sign(files, key)
+    target = output or archive
+    digest, _, bundle_file = write_archive(target, files)
+    return SignResult(target, digest, bundle_file or target, signer_fingerprint(key))

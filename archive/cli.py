@@ -19,7 +19,8 @@ logger = logging.getLogger("squeezenet_mar")
 
 EPILOG = """exit codes: 0 ok, 1 other error, 2 usage (bad option, missing or unreadable input file),
 3 download failed, 4 model check failed, 5 verification failed, 6 publish refused,
-7 prediction failed or server unreachable, 8 model server failed to start or to register the model"""
+7 prediction failed or server unreachable, 8 model server failed to start or to register the model,
+9 the archive's signature does not verify (unsigned, another signer, a file changed since signing)"""
 
 
 def build_parser() -> argparse.ArgumentParser:

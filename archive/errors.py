@@ -8,6 +8,8 @@ functions raise them and never print or exit.
     +-- VerifyError         5  an archive failed verification (``problems`` lists file and problem)
     +-- PublishError        6  the zoo refuses the archive (e.g. the version exists and no --force)
     +-- ClientError         7  the model server answered with an error or could not be reached
+    +-- SignatureVerifyError 9 the archive's signature does not verify against the trusted key:
+                               unsigned, another signer, or a file changed, added or removed since
 """
 
 from __future__ import annotations
@@ -43,3 +45,12 @@ class PublishError(ArchiveToolError):
 
 class ClientError(ArchiveToolError):
     exit_code = 7
+
+
+class SignatureVerifyError(ArchiveToolError):
+    exit_code = 9
+
+    def __init__(self, message: str, reason: str = "", files: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.reason = reason  # squeezenet_handler.signing.SignatureError's reason
+        self.files = files

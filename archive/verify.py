@@ -6,6 +6,9 @@ passing verification proves: the archive is intact and self-consistent (every fi
 ``MAR-INF/SHA256SUMS``, both zip readers see the same files). It does not prove who made it: the
 checksums live inside the archive, so whoever replaces it can rewrite them. Origin needs a signature.
 
+``trust`` (``--public-key`` or ``--certificate-chain``) also checks the archive's signature: who
+published it. A signature that does not verify raises ``SignatureVerifyError`` (exit code 9).
+
 ``run=True`` (``squeezenet-mar verify --run``) also loads the archive's handler and asks it for a
 prediction. That executes the archive's code, so it is opt-in and happens in a child process.
 """
@@ -22,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from squeezenet_handler.signing import SignatureInfo
+
 from .errors import VerifyError
 from .inprocess import run_handler_in_child
 from .layout import (
@@ -34,6 +39,7 @@ from .layout import (
     unpacked,
 )
 from .names import name_problem
+from .signatures import Trust, verify_signature
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +55,8 @@ class VerifyReport:
     manifest: dict[str, Any] = field(default_factory=dict)
     files: dict[str, int] = field(default_factory=dict)  # name -> size
     top5: list[dict[str, Any]] = field(default_factory=list)  # with run=True: the handler's answer
+    signed: bool = False  # the archive carries a signature bundle
+    signature: SignatureInfo | None = None  # with a trust: the verified signer
 
     @property
     def ok(self) -> bool:
@@ -159,8 +167,9 @@ def run_handler(contents: ArchiveContents, handler: str, report: VerifyReport) -
     report.top5 = answer.body
 
 
-def verify_archive(path: Path, run: bool = False) -> VerifyReport:
+def verify_archive(path: Path, run: bool = False, trust: Trust | None = None) -> VerifyReport:
     """All checks; raises VerifyError listing every problem, or returns the report of a sound archive.
+    With ``trust``, a consistent archive's signature must verify too (else SignatureVerifyError).
     Runs the archive's handler (in a child process) only when ``run`` is True and all else passed."""
     report = VerifyReport(archive=path)
     try:
@@ -176,8 +185,13 @@ def verify_archive(path: Path, run: bool = False) -> VerifyReport:
     module_file = check_manifest(contents, report)
     check_hashes(contents, report)
     check_consistency(contents, report)
-    if run and not report.problems and module_file:
-        run_handler(contents, report.manifest["model"]["handler"], report)
     if report.problems:
         raise VerifyError(report.problems)
+    report.signed = SIGNATURE_BUNDLE in contents.entries
+    if trust is not None:
+        report.signature = verify_signature(contents, trust)
+    if run and module_file:
+        run_handler(contents, report.manifest["model"]["handler"], report)
+        if report.problems:
+            raise VerifyError(report.problems)
     return report

@@ -19,7 +19,9 @@ from squeezenet_mar.zoo import publish_archive
 HANDLER = "squeezenet_service.py"
 # The genuine handler with its load-time hash check switched off, answering "pwned" to everything.
 TAIL = b"""
-check_archive_hashes = lambda model_dir: 0  # noqa: E731
+import squeezenet_handler.service as _genuine
+
+_genuine.check_archive_hashes = lambda model_dir: 0
 _genuine_handle = handle
 
 

@@ -139,7 +139,8 @@ def test_publish_writes_archive_checksum_card_and_index(mar: Path, zoo: Path) ->
     assert text == json.dumps(index, indent=2, sort_keys=True) + "\n"
     assert index["format"] == 1
     entry = index["models"][MODEL]["1.1"]
-    assert set(entry) == {"url", "sha256", "size", "card", "published"}
+    assert set(entry) == {"url", "sha256", "size", "card", "published", "signature"}
+    assert entry["signature"] is None  # unsigned
     assert entry["url"] == result.url
     assert entry["card"] == f"{MODEL}/1.1/README.md"
     assert (entry["sha256"], entry["size"]) == (digest, mar.stat().st_size)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .. import MODEL_NAME, MODEL_VERSION
 from ..model_source import ZOO_URL, default_cache_dir
+from .keys import add_signing_options, signing_key
 from .output import print_top
 
 
@@ -49,11 +50,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--synset", type=Path, help="synset.txt (default: the repository's)")
     build.add_argument("--no-smoke-test", action="store_true", help="skip running the handler before packing")
     build.add_argument("-q", "--quiet", action="store_true", help="no download progress bar")
+    add_signing_options(build)
     build.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..build import BuildOptions, build_archive
+    from ..signatures import signer_fingerprint
 
     extra = {k: v for k, v in (("signature", args.signature), ("synset", args.synset)) if v is not None}
     result = build_archive(
@@ -72,12 +75,15 @@ def run(args: argparse.Namespace) -> int:
             engine=args.engine,
             smoke_test=not args.no_smoke_test,
             progress=not args.quiet,
+            signing_key=signing_key(args),
             **extra,
         )
     )
     print(f"archive   {result.archive}")
     print(f"sha256    {result.sha256}  ({result.sha256_file.name})")
     print(f"format    {args.format}, engine {args.engine}")
+    if result.bundle_file is not None:
+        print(f"signed    key sha256:{signer_fingerprint(signing_key(args))}  ({result.bundle_file.name})")
     for name, digest in result.files.items():
         print(f"  {digest[:16]}…  {name}")
     if result.smoke_top5:

@@ -6,18 +6,27 @@ import argparse
 import json
 from pathlib import Path
 
+from .keys import add_trust_options, trust
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     publish = sub.add_parser(
         "publish",
         help="add an archive to a model zoo folder served over static HTTP",
-        description="DEST/<model>/<version>/ gets the .mar, its .sha256 and a model card; "
-        "DEST/index.json lists every model and version.",
+        description="DEST/<model>/<version>/ gets the .mar, its .sha256, its signature bundle (.sig) when "
+        "it is signed, and a model card; DEST/index.json lists every model and version. The archive is "
+        "verified first (nothing of it runs).",
     )
     publish.add_argument("archive", type=Path)
     publish.add_argument("--zoo", required=True, help="zoo root folder (or s3://bucket/prefix with boto3)")
     publish.add_argument("--force", action="store_true", help="replace an already published version")
     publish.add_argument("--evaluation", type=Path, help="JSON written by 'evaluate --json' for the card")
+    publish.add_argument(
+        "--require-signature",
+        action="store_true",
+        help="refuse an unsigned archive (needs --public-key or --certificate-chain)",
+    )
+    add_trust_options(publish)
     publish.set_defaults(func=run)
 
 
@@ -25,9 +34,23 @@ def run(args: argparse.Namespace) -> int:
     from ..zoo import publish_archive
 
     evaluation = json.loads(args.evaluation.read_text()) if args.evaluation else None
-    result = publish_archive(args.archive, args.zoo, force=args.force, evaluation=evaluation)
+    result = publish_archive(
+        args.archive,
+        args.zoo,
+        force=args.force,
+        evaluation=evaluation,
+        trust=trust(args),
+        require_signature=args.require_signature,
+    )
     print(f"published {result.model} {result.version} -> {result.mar_path}")
     print(f"  url (relative to the zoo root): {result.url}")
     print(f"  sha256 {result.sha256}, {result.size} bytes")
     print(f"  card {result.card_path}; index {result.index_path}")
+    signing = result.signature
+    if signing is None:
+        print("  signature: none (unsigned archive)")
+    elif signing["verified_by_publisher"]:
+        print(f"  signature: verified, key sha256:{signing['key_sha256']}; bundle {signing['bundle']}")
+    else:
+        print(f"  signature: present but not verified (no key given); bundle {signing['bundle']}")
     return 0

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import sys
 from pathlib import Path
 
 from .. import MODEL_NAME
 from ..errors import ArchiveToolError, UsageError
+from .keys import add_trust_options, trust
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--home", type=Path, default=Path(".mms"), help="MMS's tmp and config (%(default)s)")
     serve.add_argument("--log-dir", type=Path, default=Path("logs"), help="MMS logs (%(default)s)")
+    add_trust_options(serve, "--trusted-key")
     serve.set_defaults(func=run)
 
 
@@ -61,10 +64,20 @@ def run(args: argparse.Namespace) -> int:
     env = {"SQUEEZENET_WORKERS": str(args.workers)}
     if args.threads_per_worker:
         env["SQUEEZENET_THREADS"] = str(args.threads_per_worker)
-    # Verify first (without running the handler): MMS 1.1.11 unpacks '../' entries outside the model
-    # folder before any handler runs, and answers a failed load with only "Failed to start workers".
-    verify_archive(archive, run=False)
-    server = ModelServer(args.home, archive.parent, config=args.config, env=env, log_dir=args.log_dir)
+    trusted = trust(args)
+    if trusted is not None:  # the workers' genuine handler checks again at load (squeezenet_handler.trust)
+        env.update(trusted.environment())
+    # MMS loads a private copy, checked before MMS sees it (without running anything from it): MMS
+    # 1.1.11 unpacks what Java's ZipInputStream finds before any handler runs, and answers a failed
+    # load with only "Failed to start workers". With a trusted key, the signature must verify too.
+    store = args.home.resolve() / "model_store"
+    store.mkdir(parents=True, exist_ok=True)
+    copy = store / archive.name
+    shutil.copyfile(archive, copy)
+    report = verify_archive(copy, trust=trusted)
+    if report.signature is not None:
+        print(f"signature verified: key sha256:{report.signature.fingerprint}", flush=True)
+    server = ModelServer(args.home, store, config=args.config, env=env, log_dir=args.log_dir)
     # Explicitly, for SIGINT too: a background job of a non-interactive shell starts with SIGINT ignored.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, _raise_interrupt)

@@ -6,6 +6,7 @@ Layout of a zoo (``DEST``: a folder, or ``s3://bucket/prefix`` with the same key
     DEST/.index.lock                             folder zoos only: flock(2) target; serialises publishers
     DEST/<model>/<version>/<model>.mar           the archive, byte for byte
     DEST/<model>/<version>/<model>.mar.sha256    ``<sha256>  <model>.mar`` (``sha256sum -c`` format)
+    DEST/<model>/<version>/<model>.mar.sig       a signed archive's signature bundle (also inside it)
     DEST/<model>/<version>/README.md             the model card
 
 ``index.json`` (``json.dumps(..., indent=2, sort_keys=True)``; URLs relative to the zoo root)::
@@ -13,7 +14,10 @@ Layout of a zoo (``DEST``: a folder, or ``s3://bucket/prefix`` with the same key
     {"format": 1,
      "models": {"<model>": {"<version>": {"url": "<model>/<version>/<model>.mar", "sha256": "...",
                                           "size": 123, "card": "<model>/<version>/README.md",
-                                          "published": "2024-01-31T12:00:00Z"}}}}
+                                          "published": "2024-01-31T12:00:00Z",
+                                          "signature": null | {"bundle": "<model>/<version>/<model>.mar.sig",
+                                                               "verified_by_publisher": true,
+                                                               "key_sha256": "...", "mode": "key"}}}}}
 
 The index is the record of what is published: a version is "already published" when the index lists it,
 and the index is replaced last, so it never lists a file that is not there yet.
@@ -56,6 +60,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import PublishError
+from ..signatures import Trust
 from .folder import LOCK_FILE, FolderStore
 from .release import (
     INDEX_FILE,
@@ -68,6 +73,7 @@ from .release import (
     read_checked_archive,
     refuse_published,
     release_card,
+    signing_record,
 )
 
 __all__ = [
@@ -83,6 +89,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 S3_NEEDS_BOTO3 = "s3:// destinations need boto3: pip install boto3"
+BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 INDEX_ATTEMPTS = 10  # read-modify-write rounds of index.json before giving up
 RETRY_SLEEP = (0.05, 0.5)  # seconds: first sleep and cap; doubled each round, jittered
 
@@ -125,10 +132,14 @@ def publish_archive(
     *,
     force: bool = False,
     evaluation: dict[str, Any] | None = None,
+    trust: Trust | None = None,
+    require_signature: bool = False,
 ) -> PublishResult:
-    """Add ``archive`` to the zoo at ``zoo``; refuse a version already in its index unless ``force``."""
+    """Add ``archive`` to the zoo at ``zoo``; refuse a version already in its index unless ``force``.
+    ``trust``: a signed archive's signature must verify; ``require_signature``: unsigned ones are refused
+    (see ``release.read_checked_archive``)."""
     store = store_for(zoo)
-    checked = read_checked_archive(archive)
+    checked = read_checked_archive(archive, trust, require_signature)
     try:
         with store.session():
             return _publish(store, checked, force, evaluation)
@@ -147,12 +158,13 @@ def _publish(
     paths = ReleasePaths.of(model, version)
     digest, size = store.put_file(paths.archive, checked.path, create_only=not force)
     store.put_bytes(paths.checksum, checksum_file(digest, paths.name), "text/plain; charset=utf-8")
-    card = release_card(
-        checked, name=paths.name, url=paths.archive, sha256=digest, size=size, evaluation=evaluation
-    )
+    if checked.bundle is not None:
+        store.put_bytes(paths.bundle, checked.bundle, BUNDLE_MEDIA_TYPE)
+    card = release_card(checked, paths=paths, sha256=digest, size=size, evaluation=evaluation)
     store.put_bytes(paths.card, card.encode("utf-8"), "text/markdown; charset=utf-8")
 
-    _add_to_index(store, model, version, index_entry(paths.archive, paths.card, digest, size), force)
+    signing = signing_record(checked, paths)
+    _add_to_index(store, model, version, index_entry(paths, digest, size, signing), force)
     logger.info(
         "published %s %s as %s (%d bytes, sha256 %s)",
         model,
@@ -170,6 +182,7 @@ def _publish(
         model,
         version,
         size,
+        signing,
     )
 
 

@@ -50,8 +50,10 @@ def render_card(
     sha256: str,
     size: int,
     evaluation: dict[str, Any] | None = None,
+    signing: dict[str, Any] | None = None,
 ) -> str:
-    """The Markdown model card (``README.md``) published beside the archive."""
+    """The Markdown model card (``README.md``) published beside the archive; ``signing`` is the index's
+    record of its signature (``release.signing_record``), None for an unsigned archive."""
     model = manifest["model"]
     model_name, version = str(model["modelName"]), str(model["modelVersion"])  # checked by names.py
     description = model.get("description") or manifest.get("description")
@@ -59,6 +61,7 @@ def render_card(
         f"# {model_name} {version}\n\nDescription, as the archive's manifest gives it:\n\n"
         + (_code_block(description) if description else f"{NOT_RECORDED}.\n"),
         _files_section(entries, name=name, sha256=sha256, size=size),
+        _signing_section(signing, name=name),
         _source_section(manifest),
         _input_section(signature),
         _accuracy_section(model_name, evaluation),
@@ -77,6 +80,26 @@ def _files_section(entries: dict[str, Entry], *, name: str, sha256: str, size: i
         "## Files and checksums\n\n"
         "| File | Bytes | SHA-256 |\n|---|---:|---|\n" + "\n".join(rows) + "\n\n"
         f"Check a download with `sha256sum -c {name}.sha256` (the file lies beside the archive).\n"
+    )
+
+
+def _signing_section(signing: dict[str, Any] | None, *, name: str) -> str:
+    head = "## Signature\n\n"
+    if signing is None:
+        return head + ("Not signed. The checksums above show the download is intact, not who published it.\n")
+    verify = f"squeezenet-mar verify {name} --public-key PUBLISHER.pub.pem"
+    if signing.get("verified_by_publisher"):
+        who = (
+            f"Signed (OpenSSF model signing, {signing.get('mode')} mode) by the key with SHA-256 fingerprint "
+            f"`{signing.get('key_sha256')}`; the publisher verified it against that key."
+        )
+    else:
+        who = "Signed (OpenSSF model signing); the publisher did not verify the signature against a key."
+    return (
+        head + f"{who} The bundle is inside the archive (`MAR-INF/model.sig`) and beside it "
+        f"(`{name}.sig`). Check it with the publisher's public key before you serve the archive:\n\n"
+        f"```sh\n{verify}\n```\n\n"
+        "A signature says who published these bytes, not that the code is harmless.\n"
     )
 
 

@@ -22,8 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import PublishError, VerifyError
-from ..layout import Entry, read_archive
+from squeezenet_handler.signing import SignatureInfo
+
+from ..errors import PublishError, SignatureVerifyError, VerifyError
+from ..layout import SIGNATURE_BUNDLE, Entry, read_archive
+from ..signatures import BUNDLE_SUFFIX, Trust
 from ..verify import verify_archive
 from .card import SIGNATURE_FILE, render_card
 
@@ -45,6 +48,7 @@ class PublishResult:
     model: str
     version: str
     size: int
+    signature: dict[str, Any] | None = None  # the index's record of the signature; None: unsigned
 
 
 # ------------------------------------------------------------------------------- the files of a release
@@ -56,12 +60,14 @@ class ReleasePaths:
     archive: str  # <model>/<version>/<model>.mar
     checksum: str  # <model>/<version>/<model>.mar.sha256
     card: str  # <model>/<version>/README.md
+    bundle: str  # <model>/<version>/<model>.mar.sig, a signed archive's signature bundle
 
     @classmethod
     def of(cls, model: str, version: str) -> ReleasePaths:
         name = f"{model}.mar"
         archive = f"{model}/{version}/{name}"
-        return cls(name, archive, f"{archive}.sha256", f"{model}/{version}/{CARD_FILE}")
+        card = f"{model}/{version}/{CARD_FILE}"
+        return cls(name, archive, f"{archive}.sha256", card, f"{archive}{BUNDLE_SUFFIX}")
 
 
 def checksum_file(sha256: str, name: str) -> bytes:
@@ -83,8 +89,7 @@ def refuse_published(versions: dict[str, Any], model: str, version: str, where: 
 def release_card(
     checked: CheckedArchive,
     *,
-    name: str,
-    url: str,
+    paths: ReleasePaths,
     sha256: str,
     size: int,
     evaluation: dict[str, Any] | None,
@@ -93,11 +98,12 @@ def release_card(
         checked.manifest,
         checked.entries,
         checked.signature,
-        name=name,
-        url=url,
+        name=paths.name,
+        url=paths.archive,
         sha256=sha256,
         size=size,
         evaluation=evaluation,
+        signing=signing_record(checked, paths),
     )
 
 
@@ -109,21 +115,34 @@ class CheckedArchive:
     path: Path
     manifest: dict[str, Any]
     entries: dict[str, Entry]
-    signature: dict[str, Any] | None
+    signature: dict[str, Any] | None  # signature.json (input, preprocessing)
     model: str
     version: str
+    bundle: bytes | None = None  # MAR-INF/model.sig of a signed archive
+    signer: SignatureInfo | None = None  # the signer, when the publisher gave a key to trust
 
 
-def read_checked_archive(archive: Path) -> CheckedArchive:
+def read_checked_archive(
+    archive: Path, trust: Trust | None = None, require_signature: bool = False
+) -> CheckedArchive:
     """The archive's manifest and files, refused when it fails verification (read without running
-    anything) or its model name or version cannot name a zoo folder (see ``names``)."""
+    anything) or its model name or version cannot name a zoo folder (see ``names``).
+
+    Signatures: with ``trust``, a signed archive's signature must verify; ``require_signature`` (which
+    needs ``trust``) refuses an unsigned archive too. Without ``trust`` a signed archive is published
+    as signed but not verified by the publisher."""
     if not archive.is_file():
         raise PublishError(f"{archive}: no such .mar file (publish takes a built archive, not a folder)")
-    try:
-        verify_archive(archive)  # layout, names, hashes and consistency, without running code
+    if require_signature and trust is None:
+        raise PublishError("--require-signature needs the key to trust: --public-key or --certificate-chain")
+    contents = read_archive(archive)
+    signed = SIGNATURE_BUNDLE in contents.entries
+    try:  # layout, names, hashes and consistency (and the signature), without running code
+        report = verify_archive(archive, trust=trust if signed or require_signature else None)
     except VerifyError as exc:
         raise PublishError(f"{archive.name}: refusing an archive that fails verification:\n{exc}") from exc
-    contents = read_archive(archive)
+    except SignatureVerifyError as exc:
+        raise PublishError(f"refusing an archive whose signature does not verify: {exc}") from exc
     manifest = contents.manifest()
     model = manifest["model"]
     return CheckedArchive(
@@ -133,7 +152,22 @@ def read_checked_archive(archive: Path) -> CheckedArchive:
         signature=_signature(contents.kept, archive),
         model=str(model["modelName"]),
         version=str(model["modelVersion"]),
+        bundle=contents.kept.get(SIGNATURE_BUNDLE) if signed else None,
+        signer=report.signature,
     )
+
+
+def signing_record(checked: CheckedArchive, paths: ReleasePaths) -> dict[str, Any] | None:
+    """What the index and the card say of the release's signature; None for an unsigned archive."""
+    if checked.bundle is None:
+        return None
+    signer = checked.signer
+    return {
+        "bundle": paths.bundle,
+        "verified_by_publisher": signer is not None,
+        "key_sha256": signer.fingerprint if signer else None,
+        "mode": signer.mode if signer else None,
+    }
 
 
 def _signature(files: dict[str, bytes], archive: Path) -> dict[str, Any] | None:
@@ -168,9 +202,18 @@ def parse_index(data: bytes, where: str) -> dict[str, Any]:
     return index
 
 
-def index_entry(url: str, card_url: str, sha256: str, size: int) -> dict[str, Any]:
+def index_entry(
+    paths: ReleasePaths, sha256: str, size: int, signing: dict[str, Any] | None = None
+) -> dict[str, Any]:
     published = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"url": url, "sha256": sha256, "size": size, "card": card_url, "published": published}
+    return {
+        "url": paths.archive,
+        "sha256": sha256,
+        "size": size,
+        "card": paths.card,
+        "published": published,
+        "signature": signing,
+    }
 
 
 def index_bytes(index: dict[str, Any]) -> bytes:

@@ -1,0 +1,324 @@
+"""Signed archives end to end (issue 13), with keys made by the test: the genuine signed archive is
+accepted everywhere, and five tampered ones are refused by every layer that trusts an archive —
+`verify`, `publish`, `serve` (before MMS sees it) and, with the genuine handler, MMS's registration.
+
+The tampered archives keep MAR-INF/SHA256SUMS consistent, as an attacker would: only the signature
+can tell them from the genuine one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import images
+import pytest
+import requests
+from conftest import SERVE_ENV
+from harness import ROOT
+from keys import KeyPair, make_key
+from squeezenet_mar.build import BuildOptions, build_archive, sign_archive
+from squeezenet_mar.errors import PublishError, SignatureVerifyError
+from squeezenet_mar.layout import SHA256SUMS, SIGNATURE_BUNDLE, sha256sums, write_zip
+from squeezenet_mar.server import ModelServer, free_port, read_properties, write_properties
+from squeezenet_mar.signatures import SigningKey, Trust
+from squeezenet_mar.verify import verify_archive
+from squeezenet_mar.zoo import publish_archive
+
+PHOTO = images.jpeg(500, 375, 0)
+CLI = str(Path(sys.executable).with_name("squeezenet-mar"))
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory) -> dict[str, KeyPair]:
+    folder = tmp_path_factory.mktemp("keys")
+    return {name: make_key(folder, name) for name in ("publisher", "intruder")}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("signed_store")
+
+
+@pytest.fixture(scope="module")
+def signed(onnx_model, keys, store) -> Path:
+    result = build_archive(
+        BuildOptions(
+            model_file=onnx_model,
+            model_name="signed",
+            output=store / "signed.mar",
+            signing_key=SigningKey(keys["publisher"].private),
+            progress=False,
+        )
+    )
+    return result.archive
+
+
+def files_of(archive: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(archive) as opened:
+        return {info.filename: opened.read(info) for info in opened.infolist()}
+
+
+def rewrite(files: dict[str, bytes], target: Path) -> Path:
+    """``files`` as an archive whose SHA256SUMS is consistent again (the bundle, if any, kept as is)."""
+    files = dict(files)
+    files[SHA256SUMS] = sha256sums({k: v for k, v in files.items() if k != SIGNATURE_BUNDLE})
+    write_zip(target, files)
+    return target
+
+
+def resigned_by_intruder(signed: Path, keys: dict[str, KeyPair], target: Path) -> Path:
+    target.write_bytes(signed.read_bytes())
+    sign_archive(target, SigningKey(keys["intruder"].private))
+    return target
+
+
+def unsigned(signed: Path, keys: dict[str, KeyPair], target: Path) -> Path:
+    files = files_of(signed)
+    del files[SIGNATURE_BUNDLE]
+    return rewrite(files, target)
+
+
+def model_byte_flipped(signed: Path, keys: dict[str, KeyPair], target: Path) -> Path:
+    files = files_of(signed)
+    model = bytearray(files["squeezenet1.1.onnx"])
+    model[len(model) // 2] ^= 0x01
+    files["squeezenet1.1.onnx"] = bytes(model)
+    return rewrite(files, target)
+
+
+def extra_module(signed: Path, keys: dict[str, KeyPair], target: Path) -> Path:
+    files = files_of(signed)
+    files["sitecustomize.py"] = b"import os\nos.environ['PWNED'] = '1'\n"
+    return rewrite(files, target)
+
+
+def bundle_from_another_archive(signed: Path, keys: dict[str, KeyPair], target: Path) -> Path:
+    other = files_of(signed)
+    other["synset.txt"] = other["synset.txt"].replace(b"tench", b"tinca")  # another build
+    other["squeezenet1.1.onnx"] = other["squeezenet1.1.onnx"][::-1]
+    files = files_of(signed)
+    files[SIGNATURE_BUNDLE] = sign_files_of(rewrite(other, target.with_suffix(".other.mar")), keys)
+    return rewrite(files, target)
+
+
+def sign_files_of(archive: Path, keys: dict[str, KeyPair]) -> bytes:
+    sign_archive(archive, SigningKey(keys["publisher"].private))
+    return files_of(archive)[SIGNATURE_BUNDLE]
+
+
+# name -> (how the archive is made from the signed one, what the refusal says)
+TAMPERED = {
+    "resigned_by_another_key": (resigned_by_intruder, "wrong key: signed by another key"),
+    "unsigned": (unsigned, "unsigned: no signature bundle"),
+    "model_byte_flipped_after_signing": (
+        model_byte_flipped,
+        "file changed after signing: squeezenet1.1.onnx",
+    ),
+    "extra_module_after_signing": (extra_module, "file added after signing: sitecustomize.py"),
+    # Another build of the same project shares most files: the ones that differ are named.
+    "bundle_from_another_archive": (bundle_from_another_archive, "file changed after signing: synset.txt"),
+}
+
+
+@pytest.fixture(scope="module")
+def tampered(signed, keys, store) -> dict[str, Path]:
+    return {name: make(signed, keys, store / f"{name}.mar") for name, (make, _) in TAMPERED.items()}
+
+
+# ------------------------------------------------------------------------------------------- verify
+def test_the_signed_archive_verifies_and_names_its_signer(signed, keys):
+    report = verify_archive(signed, trust=Trust(public_key=keys["publisher"].public))
+    assert report.signed and report.signature is not None
+    assert report.signature.fingerprint == keys["publisher"].fingerprint
+    assert report.signature.files == len(files_of(signed)) - 1  # every file but the bundle
+    assert (signed.parent / "signed.mar.sig").read_bytes() == files_of(signed)[SIGNATURE_BUNDLE]
+
+
+@pytest.mark.parametrize("name", sorted(TAMPERED))
+def test_verify_refuses_each_tampered_archive(tampered, keys, name):
+    assert verify_archive(tampered[name]).ok  # consistent: only the signature tells
+    with pytest.raises(SignatureVerifyError, match=TAMPERED[name][1]):
+        verify_archive(tampered[name], trust=Trust(public_key=keys["publisher"].public))
+
+
+def test_cli_verify_reports_the_fingerprint_and_exits_9_on_a_bad_signature(signed, tampered, keys):
+    ok = subprocess.run(
+        [CLI, "verify", str(signed), "--public-key", str(keys["publisher"].public)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert f"signed by key sha256:{keys['publisher'].fingerprint}" in ok.stdout
+    bad = subprocess.run(
+        [
+            CLI,
+            "verify",
+            str(tampered["extra_module_after_signing"]),
+            "--public-key",
+            str(keys["publisher"].public),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 9, bad.stdout + bad.stderr
+    assert "file added after signing: sitecustomize.py" in bad.stdout + bad.stderr
+
+
+# ---------------------------------------------------------------------------------------------- build
+def test_signing_changes_nothing_but_the_bundle(onnx_model, keys, tmp_path):
+    def build(name: str, key: SigningKey | None) -> dict[str, bytes]:
+        options = BuildOptions(model_file=onnx_model, output=tmp_path / name, signing_key=key, progress=False)
+        return files_of(build_archive(options).archive)
+
+    plain, again = build("a.mar", None), build("b.mar", None)
+    assert (tmp_path / "a.mar").read_bytes() == (tmp_path / "b.mar").read_bytes()
+    first = build("c.mar", SigningKey(keys["publisher"].private))
+    second = build("d.mar", SigningKey(keys["publisher"].private))
+    assert first[SIGNATURE_BUNDLE] != second[SIGNATURE_BUNDLE]  # ECDSA: a fresh nonce every time
+    for files in (first, second):
+        assert {k: v for k, v in files.items() if k != SIGNATURE_BUNDLE} == plain == again
+
+
+def test_keygen_sign_and_verify_from_the_command_line(built, tmp_path):
+    keygen = subprocess.run(
+        [CLI, "keygen", "--output-dir", str(tmp_path / "keys")], capture_output=True, text=True
+    )
+    assert keygen.returncode == 0, keygen.stderr
+    private, public = tmp_path / "keys" / "signing-key.pem", tmp_path / "keys" / "signing-key.pub.pem"
+    assert private.stat().st_mode & 0o777 == 0o600
+    copy = tmp_path / "copy.mar"
+    copy.write_bytes(built.archive.read_bytes())
+    signing = subprocess.run(
+        [CLI, "sign", str(copy), "--sign-key", str(private)], capture_output=True, text=True
+    )
+    assert signing.returncode == 0, signing.stderr
+    verified = subprocess.run(
+        [CLI, "verify", str(copy), "--public-key", str(public)], capture_output=True, text=True, timeout=120
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    fingerprint = keygen.stdout.split("sha256:")[1].split()[0]
+    assert f"sha256:{fingerprint}" in signing.stdout and f"sha256:{fingerprint}" in verified.stdout
+
+
+# ------------------------------------------------------------------------------------------ publish
+def test_publish_records_the_verified_signature_and_publishes_the_bundle(signed, keys, tmp_path):
+    zoo = tmp_path / "zoo"
+    trust = Trust(public_key=keys["publisher"].public)
+    result = publish_archive(signed, zoo, trust=trust, require_signature=True)
+    entry = json.loads((zoo / "index.json").read_text())["models"]["signed"]["1.1"]
+    assert entry["signature"] == {
+        "bundle": "signed/1.1/signed.mar.sig",
+        "verified_by_publisher": True,
+        "key_sha256": keys["publisher"].fingerprint,
+        "mode": "key",
+    }
+    assert (zoo / entry["signature"]["bundle"]).read_bytes() == files_of(signed)[SIGNATURE_BUNDLE]
+    card = Path(result.card_path).read_text()
+    assert keys["publisher"].fingerprint in card and "squeezenet-mar verify signed.mar --public-key" in card
+    assert verify_archive(zoo / entry["url"], trust=trust).signature is not None  # still verifies there
+
+
+def test_publish_without_a_key_marks_the_signature_unverified(signed, tmp_path):
+    result = publish_archive(signed, tmp_path / "zoo")
+    assert result.signature is not None and result.signature["verified_by_publisher"] is False
+    assert result.signature["key_sha256"] is None
+
+
+def test_require_signature_needs_a_key(signed, tmp_path):
+    with pytest.raises(PublishError, match="--require-signature needs the key to trust"):
+        publish_archive(signed, tmp_path / "zoo", require_signature=True)
+
+
+@pytest.mark.parametrize("name", sorted(TAMPERED))
+def test_a_zoo_requiring_signatures_refuses_each_tampered_archive(tampered, keys, tmp_path, name):
+    zoo = tmp_path / "zoo"
+    trust = Trust(public_key=keys["publisher"].public)
+    with pytest.raises(PublishError, match=TAMPERED[name][1]):
+        publish_archive(tampered[name], zoo, trust=trust, require_signature=True)
+    assert not (zoo / "index.json").exists()
+
+
+# -------------------------------------------------------------------------------------------- serve
+def run_serve(archive: Path, trusted: Path, home: Path) -> subprocess.CompletedProcess[str]:
+    """`squeezenet-mar serve --trusted-key` on a refused archive: it must exit before MMS starts."""
+    home.mkdir(parents=True)
+    config = home / "config.properties"
+    ports = {f"{api}_address": f"http://127.0.0.1:{free_port()}" for api in ("inference", "management")}
+    write_properties(config, {**read_properties(ROOT / "config.properties"), **ports})
+    command = [
+        CLI,
+        "serve",
+        "--archive",
+        str(archive),
+        "--config",
+        str(config),
+        "--trusted-key",
+        str(trusted),
+    ]
+    command += ["--home", str(home / ".mms"), "--log-dir", str(home / "logs")]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", sorted(TAMPERED))
+def test_serve_refuses_each_tampered_archive_before_mms_sees_it(tampered, keys, tmp_path, name):
+    done = run_serve(tampered[name], keys["publisher"].public, tmp_path / "serve")
+    assert done.returncode == 9, done.stdout + done.stderr
+    assert "starting MMS" not in done.stderr and not (tmp_path / "serve" / ".mms" / "tmp").exists()
+
+
+# --------------------------------------------------------------------- the handler, at registration
+@pytest.fixture(scope="module")
+def trusting_mms(tmp_path_factory, keys, store, tampered):
+    """An MMS whose environment names the publisher's key: its workers' genuine handler checks the
+    signature of whatever is registered, however it is registered."""
+    server = ModelServer.on_free_ports(
+        tmp_path_factory.mktemp("trusting_mms"),
+        store,
+        config=ROOT / "config.properties",
+        env={**SERVE_ENV, **Trust(public_key=keys["publisher"].public).environment()},
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        assert not server.processes()
+
+
+def register(server: ModelServer, archive: Path, name: str) -> requests.Response:
+    params = {"url": archive.name, "model_name": name, "initial_workers": 1, "synchronous": "true"}
+    return requests.post(f"{server.management_url}/models", params=params, timeout=120)
+
+
+@pytest.mark.integration
+def test_a_trusting_mms_loads_the_signed_archive(trusting_mms, signed):
+    response = register(trusting_mms, signed, "genuine")
+    assert response.status_code == 200, response.text
+    answer = requests.post(f"{trusting_mms.inference_url}/predictions/genuine", data=PHOTO, timeout=60)
+    assert answer.status_code == 200 and len(answer.json()) == 5
+    log = (trusting_mms.log_dir / "mms_log.log").read_text(errors="replace")
+    assert "signature verified" in log
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", sorted(TAMPERED))
+def test_a_trusting_mms_refuses_each_tampered_archive_at_registration(trusting_mms, tampered, name):
+    from test_robustness import wait_until_unregistered
+
+    response = register(trusting_mms, tampered[name], name)
+    assert response.status_code == 500, response.text
+    assert wait_until_unregistered(trusting_mms, name) == 404
+    predicted = requests.post(f"{trusting_mms.inference_url}/predictions/{name}", data=PHOTO, timeout=60)
+    assert predicted.status_code == 404
+
+
+def test_the_archive_says_it_is_signed_in_its_manifest_not_at_all(signed):
+    """The signature covers the manifest, so the manifest cannot name the signature: only the bundle."""
+    manifest = json.loads(files_of(signed)["MAR-INF/MANIFEST.json"])
+    assert "signature" not in json.dumps(manifest).lower()
