@@ -20,15 +20,15 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-## The whole test suite, integration and load tests included (what CI runs).
-test: setup
+## The whole test suite, integration, container and load tests included (what CI runs).
+test: setup container-setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -ra
 
-## Everything but the long load test.
+## Everything but the long load test and the container image.
 test-quick: setup
-	$(BIN)/python -m pytest -ra -m "not load"
+	$(BIN)/python -m pytest -ra -m "not load and not container"
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -49,3 +49,5 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) model_store/*.mar model_store/*.sha256 logs .pytest_cache
+
+include deploy/image.mk

@@ -6,6 +6,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import build, evaluate, predict, publish, serve, sign, verify
+from . import build, evaluate, predict, publish, sagemaker, serve, sign, verify
 
-COMMANDS: tuple[ModuleType, ...] = (build, sign, verify, publish, serve, predict, evaluate)
+COMMANDS: tuple[ModuleType, ...] = (build, sign, verify, publish, serve, predict, evaluate, sagemaker)

@@ -1,0 +1,234 @@
+"""deploy/: the Kubernetes manifests, validated offline against the Kubernetes schemas that
+``kubernetes-validate`` ships, and checked against each other, the Containerfile and the podman
+configuration. Nothing here needs a cluster, a registry or podman."""
+
+from __future__ import annotations
+
+import copy
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from harness import ROOT
+
+DEPLOY = ROOT / "deploy"
+KUBERNETES = DEPLOY / "kubernetes"
+CONTAINERFILE = (DEPLOY / "Containerfile").read_text()
+# The oldest Kubernetes minor release still in common support, and the newest the package knows.
+VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
+MEASURED_MEMORY_MB = 365  # deploy/measure.py: the most a container used after 200 requests
+
+
+def load_kustomization(folder: Path) -> dict[str, Any]:
+    return yaml.safe_load((folder / "kustomization.yaml").read_text())
+
+
+def resources(folder: Path = KUBERNETES) -> dict[str, dict[str, Any]]:
+    """kind -> the resource, for every file the kustomization lists."""
+    found: dict[str, dict[str, Any]] = {}
+    for name in load_kustomization(folder)["resources"]:
+        for document in yaml.safe_load_all((folder / name).read_text()):
+            found[document["kind"]] = document
+    return found
+
+
+def apply_json6902(document: dict[str, Any], operations: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``add`` and ``replace`` operations of a JSON 6902 patch (what the overlay uses)."""
+    patched = copy.deepcopy(document)
+    for operation in operations:
+        *parents, last = [
+            part.replace("~1", "/").replace("~0", "~") for part in operation["path"][1:].split("/")
+        ]
+        target: Any = patched
+        for part in parents:
+            target = target[int(part)] if isinstance(target, list) else target[part]
+        if operation["op"] == "add" and isinstance(target, list):
+            target.insert(len(target) if last == "-" else int(last), operation["value"])
+        elif operation["op"] in ("add", "replace"):
+            target[int(last) if isinstance(target, list) else last] = operation["value"]
+        else:
+            raise ValueError(f"unsupported operation {operation['op']}")
+    return patched
+
+
+def quantity(value: str) -> float:
+    """A Kubernetes quantity (``500m``, ``2``, ``512Mi``, ``1Gi``) as a number of cores or bytes."""
+    units = {"m": 1e-3, "": 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "k": 1e3, "M": 1e6, "G": 1e9}
+    match = re.fullmatch(r"([\d.]+)([A-Za-z]*)", str(value))
+    if not match or match.group(2) not in units:
+        raise ValueError(f"not a quantity: {value!r}")
+    return float(match.group(1)) * units[match.group(2)]
+
+
+@pytest.fixture(scope="module")
+def kinds() -> dict[str, dict[str, Any]]:
+    return resources()
+
+
+@pytest.fixture(scope="module")
+def pod(kinds) -> dict[str, Any]:
+    return kinds["Deployment"]["spec"]["template"]
+
+
+@pytest.fixture(scope="module")
+def mms(pod) -> dict[str, Any]:
+    [container] = pod["spec"]["containers"]
+    return container
+
+
+# ----------------------------------------------------------------------------------- validation
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("kind", ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"])
+def test_each_manifest_is_valid_against_the_kubernetes_schema(kinds, kind, version):
+    kubernetes_validate.validate(kinds[kind], version, strict=True)
+
+
+def test_the_kustomization_lists_every_manifest_of_its_folder():
+    listed = set(load_kustomization(KUBERNETES)["resources"])
+    on_disk = {path.name for path in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == on_disk
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_zoo_url_overlay_gives_a_valid_deployment_of_the_generic_image(version):
+    overlay = load_kustomization(KUBERNETES / "zoo-url")
+    assert overlay["resources"] == [".."]
+    [image] = overlay["images"]
+    assert (image["name"], image["newTag"]) == ("squeezenet-mms", "generic")
+    [patch] = overlay["patches"]
+    assert patch["target"] == {"kind": "Deployment", "name": "squeezenet"}
+    operations = yaml.safe_load((KUBERNETES / "zoo-url" / patch["path"]).read_text())
+    deployment = apply_json6902(resources()["Deployment"], operations)
+    kubernetes_validate.validate(deployment, version, strict=True)
+    env = {
+        item["name"]: item["value"] for item in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert re.fullmatch(r"https://\S+\.mar", env["SQUEEZENET_MODEL_URL"])
+    # A downloaded archive's signature must verify against the publisher's key, mounted read-only.
+    spec = deployment["spec"]["template"]["spec"]
+    [mount] = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "trust"]
+    assert mount["readOnly"] and env["SQUEEZENET_TRUSTED_KEY"].startswith(mount["mountPath"] + "/")
+    [volume] = [v for v in spec["volumes"] if v["name"] == "trust"]
+    assert volume["configMap"]["name"] == "squeezenet-trust"
+
+
+# ------------------------------------------------------------------------------------- semantics
+def test_the_service_exposes_only_the_inference_port(kinds, mms):
+    [port] = kinds["Service"]["spec"]["ports"]
+    assert (port["port"], port["targetPort"]) == (8080, "http")
+    assert [(p["name"], p["containerPort"]) for p in mms["ports"]] == [("http", 8080)]
+    assert kinds["Service"]["spec"]["type"] == "ClusterIP"
+    assert "8081" not in yaml.safe_dump(kinds["Service"])
+
+
+def test_every_selector_matches_the_pods(kinds, pod):
+    labels = pod["metadata"]["labels"]
+    for selector in (
+        kinds["Deployment"]["spec"]["selector"]["matchLabels"],
+        kinds["Service"]["spec"]["selector"],
+        kinds["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"],
+    ):
+        assert selector.items() <= labels.items()
+    target = kinds["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", kinds["Deployment"]["metadata"]["name"])
+
+
+def test_probes_use_ping_on_the_inference_port_after_a_start_up_that_waits_for_the_model(mms):
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert mms[probe]["httpGet"] == {"path": "/ping", "port": "http"}
+    assert mms["startupProbe"]["exec"]["command"] == [
+        "python",
+        "-m",
+        "squeezenet_mar.container",
+        "healthcheck",
+    ]
+    startup = mms["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 120  # a cold node pulls and loads
+
+
+def test_the_pod_runs_as_the_images_non_root_user_on_a_read_only_root(pod, mms):
+    [user] = re.findall(r"^USER (\d+):(\d+)$", CONTAINERFILE, re.M)
+    security = pod["spec"]["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert (str(security["runAsUser"]), str(security["runAsGroup"])) == user
+    container = mms["securityContext"]
+    assert container["readOnlyRootFilesystem"] is True
+    assert container["allowPrivilegeEscalation"] is False
+    assert container["capabilities"]["drop"] == ["ALL"]
+    assert pod["spec"]["automountServiceAccountToken"] is False
+
+
+def test_mms_writable_folder_is_an_empty_dir(pod, mms):
+    [home] = re.findall(r"SQUEEZENET_HOME=(\S+)", CONTAINERFILE)
+    mounts = {mount["mountPath"]: mount["name"] for mount in mms["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["spec"]["volumes"]}
+    [writable] = [path for path in mounts if Path(home).is_relative_to(path)]
+    assert "emptyDir" in volumes[mounts[writable]]
+
+
+def test_resources_are_sized_from_the_measurements(mms):
+    requests, limits = mms["resources"]["requests"], mms["resources"]["limits"]
+    assert quantity(requests["cpu"]) <= quantity(limits["cpu"])
+    assert quantity(requests["memory"]) <= quantity(limits["memory"])
+    measured = MEASURED_MEMORY_MB * 1e6
+    assert quantity(requests["memory"]) >= 1.4 * measured and quantity(limits["memory"]) >= 2 * measured
+    env = {item["name"]: item["value"] for item in mms["env"]}
+    # A CPU limit does not change the cores a process sees: threads must match the limit.
+    assert int(env["SQUEEZENET_THREADS"]) * int(env["SQUEEZENET_WORKERS"]) == quantity(limits["cpu"])
+
+
+def test_a_drain_keeps_one_pod_and_can_still_evict_one(kinds):
+    minimum = kinds["PodDisruptionBudget"]["spec"]["minAvailable"]
+    assert minimum >= 1
+    assert kinds["HorizontalPodAutoscaler"]["spec"]["minReplicas"] > minimum
+    assert kinds["Deployment"]["spec"]["replicas"] > minimum
+    strategy = kinds["Deployment"]["spec"]["strategy"]["rollingUpdate"]
+    assert strategy["maxUnavailable"] == 0
+
+
+def test_termination_grace_covers_the_pre_stop_delay_and_the_stop(pod, mms):
+    pre_stop = mms["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    assert pod["spec"]["terminationGracePeriodSeconds"] >= int(pre_stop[1]) + 5 + 3  # + MMS stop + margin
+
+
+# ---------------------------------------------------------------------------------- Containerfile
+def test_the_base_image_is_a_build_argument_defaulting_to_the_official_slim_python():
+    assert re.search(r"^ARG BASE_IMAGE=docker\.io/library/python:3\.11-slim-bookworm$", CONTAINERFILE, re.M)
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}$", CONTAINERFILE, re.M)
+
+
+def test_python_packages_come_only_from_the_wheels_in_the_build_context():
+    installs = re.findall(r"pip install[^\n]*(?:\\\n[^\n]*)*", CONTAINERFILE)
+    assert installs and all("--no-index" in install for install in installs)
+    assert "pip check" in CONTAINERFILE
+
+
+def test_no_certificate_or_remote_file_is_added_to_the_image():
+    copies = re.findall(r"^(?:COPY|ADD)\s.*$", CONTAINERFILE, re.M)
+    assert copies == ["COPY models/ /opt/squeezenet/models/"]
+    assert not re.search(r"\.(?:crt|pem)\b|ssl/certs|REQUESTS_CA_BUNDLE|PIP_CERT", CONTAINERFILE)
+
+
+def test_the_image_runs_non_root_under_an_init_with_a_healthcheck_and_both_ports_exposed():
+    assert re.search(r"^USER 10001:10001$", CONTAINERFILE, re.M)
+    assert re.search(r"^EXPOSE 8080 8081$", CONTAINERFILE, re.M)
+    assert re.search(r"^HEALTHCHECK .*\n\s+CMD \[.*\"healthcheck\"\]$", CONTAINERFILE, re.M)
+    assert re.search(r'^ENTRYPOINT \["/usr/bin/tini", "-g", "--", .*\]$', CONTAINERFILE, re.M)
+
+
+def test_podman_is_configured_for_this_kind_of_machine():
+    config = tomllib.loads((DEPLOY / "podman" / "containers.conf").read_text())
+    assert config["engine"] == {"runtime": "runc", "cgroup_manager": "cgroupfs", "events_logger": "file"}
+    assert config["containers"]["default_ulimits"] == ["nofile=20000:20000", "nproc=32768:32768"]
+
+
+def test_the_makefile_fragment_has_the_image_and_set_up_targets():
+    fragment = (DEPLOY / "image.mk").read_text()
+    for target in ("container-setup", "image", "image-generic", "image-measure"):
+        assert re.search(rf"^{target}:", fragment, re.M), target
+    assert "squeezenet-mms:latest" in fragment
