@@ -67,7 +67,7 @@ def make_engine(variant: str, model: Path, threads: int) -> Callable[[np.ndarray
     optimize = variant.startswith("mxnet_optimized")
     pad = optimize and variant != "mxnet_optimized_no_pad"
     sym, arg_params, aux_params = service.load_mxnet_params("onnx", model, threads, optimize=optimize)
-    return service.MXNetEngine(sym, arg_params, aux_params, "data", CROP, pad_channels=pad)
+    return service.MXNetEngine(sym, arg_params, aux_params, "data", CROP, pad_channels=pad, threads=threads)
 
 
 def _latency_and_throughput(call: Callable[[np.ndarray], Any], args: dict[str, Any]) -> dict[str, Any]:

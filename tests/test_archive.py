@@ -32,6 +32,7 @@ from squeezenet_onnx import build_squeezenet11
 
 HANDLER_PACKAGE = [
     "__init__.py",
+    "cores.py",
     "engines.py",
     "errors.py",
     "graph.py",

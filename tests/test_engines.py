@@ -15,6 +15,7 @@ import images
 import numpy as np
 import pytest
 from harness import ROOT
+from squeezenet_handler.cores import CoreTokens
 from squeezenet_handler.engines import MXNetEngine, default_threads, load_mxnet_params, usable_cores
 from squeezenet_handler.errors import ModelLoadError
 from squeezenet_handler.graph import optimize_symbol, pad_output_channels
@@ -220,22 +221,39 @@ def test_without_onnxruntime_the_load_fails_naming_the_package(onnxruntime_dir):
 
 
 # ----------------------------------------------------------------------------------------- threads
-@pytest.mark.parametrize(
-    ("env", "expected"),
-    [
-        ({"SQUEEZENET_THREADS": "3"}, 3),
-        ({"SQUEEZENET_THREADS": "3", "SQUEEZENET_WORKERS": "8"}, 3),
-        ({"SQUEEZENET_WORKERS": "1"}, usable_cores()),
-        ({"SQUEEZENET_WORKERS": str(2 * usable_cores())}, 1),
-        ({}, usable_cores()),
-    ],
-)
+@pytest.mark.parametrize(("env", "expected"), [({"SQUEEZENET_THREADS": "3"}, 3), ({}, usable_cores())])
 def test_default_threads(monkeypatch, env, expected):
     monkeypatch.delenv("SQUEEZENET_THREADS", raising=False)
-    monkeypatch.delenv("SQUEEZENET_WORKERS", raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert default_threads() == expected
+
+
+def test_a_worker_alone_borrows_every_core_and_busy_workers_take_one_each(tmp_path):
+    """Two CoreTokens on one folder are two workers (flock locks belong to open files, not processes)."""
+    first, second = CoreTokens(2, tmp_path), CoreTokens(2, tmp_path)
+    assert {first.worker, second.worker} == {0, 1}
+    with first.working(), first.borrowed(2) as threads:
+        assert threads == 2
+    with first.working(), second.working():
+        with first.borrowed(2) as one, second.borrowed(2) as other:
+            assert (one, other) == (1, 1)
+    with second.working(), second.borrowed(2) as threads:
+        assert threads == 2  # everything was released
+
+
+def test_the_mxnet_engine_runs_each_thread_count_on_executors_of_its_own(onnx_model, tmp_path):
+    """oneDNN fixes a kernel's thread count when it creates it: a 2-thread forward pass and a
+    1-thread one (the other core busy) run on different executors, with the same scores."""
+    cores, neighbour = CoreTokens(2, tmp_path), CoreTokens(2, tmp_path)
+    engine = MXNetEngine(*load_mxnet_params("onnx", onnx_model, 2), "data", 224, threads=2, cores=cores)
+    batch = pattern_images(1)[:1]
+    with cores.working():
+        alone = engine(batch)
+    with neighbour.working(), cores.working():
+        shared = engine(batch)
+    assert sorted(engine._executors) == [1, 2]
+    assert np.abs(alone - shared).max() <= 1e-6
 
 
 @pytest.mark.parametrize("value", ["two", "0", "-1"])
@@ -255,7 +273,8 @@ def test_mxnet_runs_on_the_configured_threads(onnx_model, threads):
         "import numpy as np\n"
         "import squeezenet_handler.engines as s\n"
         "threads = s.default_threads()\n"
-        "engine = s.MXNetEngine(*s.load_mxnet_params('onnx', Path(sys.argv[1]), threads), 'data', 224)\n"
+        "params = s.load_mxnet_params('onnx', Path(sys.argv[1]), threads)\n"
+        "engine = s.MXNetEngine(*params, 'data', 224, threads=threads)\n"
         "engine(np.zeros((1, 3, 224, 224), np.float32))\n"
         "omp = ctypes.CDLL('libgomp.so.1').omp_get_max_threads()\n"
         "print(threads, omp, os.environ['OMP_NUM_THREADS'], os.environ['MXNET_ENGINE_TYPE'],\n"

@@ -6,6 +6,7 @@ rest of the repository, so an archive runs on any MMS.
     signature.py       signature.json and synset.txt, validated at load
     images.py          bytes -> model input: sniffing, limits, decoding, the zoo's resize/crop, normalising
     engines.py         MXNet (default) and ONNX Runtime engines, model files, threads
+    cores.py           the machine's cores, shared by the workers at run time through lock files
     graph.py           the imported MXNet graph rewritten for oneDNN, the classifier widened
     postprocessing.py  softmax and the top classes
     trust.py           what the handler checks about its own files at load: signature, checksums

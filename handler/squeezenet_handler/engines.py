@@ -7,6 +7,7 @@ MXNet (the default, the ONNX file imported into MXNet, or a converted checkpoint
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import io
 import logging
 import os
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .cores import CoreTokens
 from .errors import ModelLoadError
 from .graph import optimize_symbol, pad_output_channels
 from .signature import SIGNATURE_FILE, Signature
@@ -31,11 +33,29 @@ class Engine(Protocol):
 
 
 def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity, e.g. under ``taskset``), else all of them."""
+    """Cores this process may run on: its CPU affinity (``taskset``, cpusets), capped by a cgroup CPU
+    quota (a container's ``--cpus``, a Kubernetes CPU limit), which the affinity does not show."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    return max(1, min(cores, quota)) if quota else cores
+
+
+def _cgroup_cpu_quota() -> int | None:
+    """Whole cores of the cgroup's CPU quota, rounded up; None when there is none (or no cgroup)."""
+    try:  # cgroup v2: "max 100000" or "200000 100000"
+        limit, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        return None if limit == "max" else -(-int(limit) // int(period))
+    except (OSError, ValueError):
+        pass
+    try:  # cgroup v1
+        limit = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        return None if limit <= 0 or period <= 0 else -(-limit // period)
+    except (OSError, ValueError):
+        return None
 
 
 def _positive_env_int(name: str) -> int | None:
@@ -52,19 +72,19 @@ def _positive_env_int(name: str) -> int | None:
 
 
 def default_threads() -> int:
-    """Inference threads per worker: ``SQUEEZENET_THREADS``, else usable cores // ``SQUEEZENET_WORKERS``
-    (default 1 worker), at least 1.
+    """The most threads a worker's forward pass runs on: ``SQUEEZENET_THREADS``, else every usable core.
+    With ``SQUEEZENET_THREADS`` unset, workers share the cores at run time (``cores.CoreTokens``): a
+    worker alone uses all of them, busy workers one each. With it set, every forward pass uses exactly
+    that many (the operator sizes workers x threads to the machine)."""
+    return _positive_env_int("SQUEEZENET_THREADS") or usable_cores()
 
-    MMS runs each worker as its own process with its own thread pool, so by default workers x threads
-    = cores: more threads than cores make OpenMP's barriers wait for descheduled threads (a batch-1
-    forward pass has ~40 of them). Both engines take this number: MXNet as ``OMP_NUM_THREADS`` (see
-    ``import_mxnet``), ONNX Runtime as ``intra_op_num_threads``.
-    """
-    threads = _positive_env_int("SQUEEZENET_THREADS")
-    if threads is not None:
-        return threads
-    workers = _positive_env_int("SQUEEZENET_WORKERS") or 1
-    return max(1, usable_cores() // workers)
+
+def core_tokens() -> CoreTokens | None:
+    """The cores this worker shares with its neighbours, or None when ``SQUEEZENET_THREADS`` fixes the
+    thread count."""
+    if _positive_env_int("SQUEEZENET_THREADS") is not None or usable_cores() < 2:
+        return None
+    return CoreTokens(usable_cores())
 
 
 def find_model_files(model_dir: Path, model_file: str | None) -> tuple[str, Path]:
@@ -96,7 +116,7 @@ def import_mxnet(threads: int) -> Any:
 
     - ``OMP_NUM_THREADS`` is read once, when MXNet loads libgomp; oneDNN's kernels run on that many
       threads. It is overwritten, not defaulted: a value inherited from the parent (the MMS frontend,
-      a test process) would otherwise beat ``SQUEEZENET_WORKERS``/``SQUEEZENET_THREADS``.
+      a test process) would otherwise beat ``SQUEEZENET_THREADS`` or the usable cores.
     - ``MXNET_ENGINE_TYPE=NaiveEngine`` (unless set): operators run in the calling thread. The default
       threaded engine hands every operator to an engine thread and back; on 2 cores that is about half
       of a batch-1 forward pass (6.5 ms -> 3.4 ms), and a worker gains nothing from its asynchrony: each
@@ -111,7 +131,6 @@ def import_mxnet(threads: int) -> Any:
     - ``MXSetNumOMPThreads`` also applies ``threads`` to the calling thread when MXNet was imported
       before (the archive builder, in-process use); the engine type is then whatever that import chose.
     """
-    import ctypes
     import sys
 
     os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")  # read at each bind: no "MKLDNN is activated"
@@ -155,14 +174,23 @@ def load_mxnet_params(kind: str, path: Path, threads: int, optimize: bool = True
 
 
 class MXNetEngine:
-    """The symbol bound once per batch size (on demand), all executors sharing one set of weights.
+    """The symbol bound for one image per thread count (on demand), all executors sharing one set of
+    weights; a batch runs image by image.
 
-    Binding runs MXNet's MKLDNN subgraph pass (convolution + ReLU fusion); the first batch of each size
-    pays for it and for oneDNN's kernel creation (20-45 ms on 2 cores). The classifier is widened for
-    oneDNN first (:func:`pad_output_channels`) unless ``pad_channels`` is False. Measured alternatives
-    (2 cores, cleaned-up graph, batch 1 / batch 8): a hybridized ``SymbolBlock`` with static_alloc and
-    static_shape 3.8 / 28 ms against 3.4 / 25 ms here; binding ``get_backend_symbol('MKLDNN')`` by hand
-    changes nothing (bind already partitions the graph).
+    Binding runs MXNet's MKLDNN subgraph pass (convolution + ReLU fusion); the first forward pass of
+    each thread count pays for it and for oneDNN's kernel creation (20-45 ms on 2 cores). oneDNN fixes
+    a kernel's thread count when it creates it, so each thread count gets an executor of its own;
+    ``cores`` decides, per batch, how many of ``threads`` are free (None: always ``threads``).
+
+    Why one image at a time: on the 2-core machine of the README a batch-8 pass costs as much per image
+    as eight batch-1 passes (4.39 against 4.4 ms at 2 threads; 8.34 against 7.29 ms at 1 thread), and
+    every batch size bound would be an executor of its own, 5-18 MB each. MMS's batching still pays
+    (its frontend and protocol costs are per call).
+
+    The classifier is widened for oneDNN first (:func:`pad_output_channels`) unless ``pad_channels``
+    is False. Measured alternatives (2 cores, cleaned-up graph, batch 1 / batch 8): a hybridized
+    ``SymbolBlock`` with static_alloc and static_shape 3.8 / 28 ms against 3.4 / 25 ms here; binding
+    ``get_backend_symbol('MKLDNN')`` by hand changes nothing (bind already partitions the graph).
     """
 
     name = "mxnet"
@@ -175,6 +203,8 @@ class MXNetEngine:
         input_name: str,
         crop: int,
         pad_channels: bool = True,
+        threads: int | None = None,
+        cores: CoreTokens | None = None,
     ) -> None:
         import mxnet as mx
 
@@ -192,73 +222,113 @@ class MXNetEngine:
         self._args = {k: v.as_in_context(mx.cpu()) for k, v in arg_params.items()}
         self._aux = {k: v.as_in_context(mx.cpu()) for k, v in aux_params.items()}
         self._crop = crop
-        self._executors: dict[int, Any] = {}
+        self.threads = threads or default_threads()  # the most a forward pass runs on
+        self._cores = cores
+        self._executors: dict[int, Any] = {}  # thread count -> executor for one image
 
-    def _executor(self, batch_size: int) -> Any:
-        if batch_size not in self._executors:
+    def _executor(self, threads: int) -> Any:
+        if threads not in self._executors:
             mx = self._mx
-            shape = (batch_size, 3, self._crop, self._crop)
-            args = dict(self._args, **{self._input_name: mx.nd.zeros(shape)})
-            arg_names = self._sym.list_arguments()
-            aux_names = self._sym.list_auxiliary_states()
-            self._executors[batch_size] = self._sym.bind(
+            args = dict(self._args, **{self._input_name: mx.nd.zeros((1, 3, self._crop, self._crop))})
+            # Never run at the same time, so they may share their intermediate buffers (6 MB of the
+            # second executor's 13.5 MB, measured; same answers to the bit).
+            shared = next(iter(self._executors.values()), None)
+            self._executors[threads] = self._sym.bind(
                 mx.cpu(),
-                args=[args[n] for n in arg_names],
-                aux_states=[self._aux[n] for n in aux_names],
+                args=[args[n] for n in self._sym.list_arguments()],
+                aux_states=[self._aux[n] for n in self._sym.list_auxiliary_states()],
                 grad_req="null",
+                shared_exec=shared,
             )
-        return self._executors[batch_size]
+        return self._executors[threads]
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        executor = self._executor(batch.shape[0])
-        outputs = executor.forward(is_train=False, **{self._input_name: batch})
-        return outputs[0].asnumpy().reshape(batch.shape[0], -1)
+        held = self._cores.borrowed(self.threads) if self._cores else contextlib.nullcontext(self.threads)
+        with held as threads:
+            # oneDNN creates a new executor's kernels for this many threads, and keeps them.
+            self._mx.base.check_call(self._mx.base._LIB.MXSetNumOMPThreads(ctypes.c_int(threads)))
+            executor = self._executor(threads)
+            scores = [
+                executor.forward(is_train=False, **{self._input_name: batch[i : i + 1]})[0].asnumpy()
+                for i in range(batch.shape[0])
+            ]
+        return np.concatenate(scores).reshape(batch.shape[0], -1)
 
 
 class OnnxRuntimeEngine:
-    """ONNX Runtime on the ONNX file; a batch larger than the model's fixed batch dim runs in slices."""
+    """ONNX Runtime on the ONNX file, one session per thread count (on demand; ``cores`` as for MXNet);
+    a batch larger than the model's fixed batch dim runs in slices."""
 
     name = "onnxruntime"
 
-    def __init__(self, path: Path, input_name: str, threads: int) -> None:
+    def __init__(self, path: Path, input_name: str, threads: int, cores: CoreTokens | None = None) -> None:
         try:
-            import onnxruntime as ort
+            import onnxruntime
         except ImportError as exc:
             raise ModelLoadError(
                 "engine 'onnxruntime' needs the onnxruntime package: pip install onnxruntime"
             ) from exc
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads  # 1: no pool, runs in the calling thread
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # zoo files list weights as inputs: one warning per weight
-        try:
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
-            raise ModelLoadError(f"{path.name}: onnxruntime cannot load the model: {exc}") from exc
-        inputs = [i for i in self._session.get_inputs() if i.name == input_name]
+        self._ort = onnxruntime
+        self._path = path
+        self._input_name = input_name
+        self.threads = threads
+        self._cores = cores
+        self._sessions: dict[int, Any] = {}
+        session = self._session(threads)
+        inputs = [i for i in session.get_inputs() if i.name == input_name]
         if not inputs:
             raise ModelLoadError(f"{path.name}: no input named {input_name!r}")
         dim0 = inputs[0].shape[0]
         self._fixed_batch = dim0 if isinstance(dim0, int) else None
-        self._input_name = input_name
+
+    def _session(self, threads: int) -> Any:
+        if threads not in self._sessions:
+            options = self._ort.SessionOptions()
+            options.intra_op_num_threads = threads  # 1: no pool, runs in the calling thread
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3  # zoo files list weights as inputs: one warning per weight
+            try:
+                self._sessions[threads] = self._ort.InferenceSession(
+                    str(self._path), options, providers=["CPUExecutionProvider"]
+                )
+            except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
+                raise ModelLoadError(f"{self._path.name}: onnxruntime cannot load the model: {exc}") from exc
+        return self._sessions[threads]
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        step = self._fixed_batch or batch.shape[0]
-        parts = [
-            self._session.run(None, {self._input_name: batch[i : i + step]})[0]
-            for i in range(0, batch.shape[0], step)
-        ]
+        held = self._cores.borrowed(self.threads) if self._cores else contextlib.nullcontext(self.threads)
+        with held as threads:
+            session = self._session(threads)
+            step = self._fixed_batch or batch.shape[0]
+            parts = [
+                session.run(None, {self._input_name: batch[i : i + step]})[0]
+                for i in range(0, batch.shape[0], step)
+            ]
         return np.concatenate(parts).reshape(batch.shape[0], -1)
 
 
-def load_engine(name: str, model_dir: Path, sig: Signature, threads: int) -> Engine:
+def load_engine(
+    name: str,
+    model_dir: Path,
+    sig: Signature,
+    threads: int,
+    cores: CoreTokens | None = None,
+) -> Engine:
     kind, path = find_model_files(model_dir, sig.model_file)
     pre = sig.preprocessing
     if name == "onnxruntime":
         if kind != "onnx":
             raise ModelLoadError(f"{path.name}: engine 'onnxruntime' needs an .onnx model file")
-        return OnnxRuntimeEngine(path, pre.input_name, threads)
+        return OnnxRuntimeEngine(path, pre.input_name, threads, cores)
     if name != "mxnet":
         raise ModelLoadError(f"{SIGNATURE_FILE}: unknown engine {name!r} (mxnet or onnxruntime)")
     sym, arg_params, aux_params = load_mxnet_params(kind, path, threads)
-    return MXNetEngine(sym, arg_params, aux_params, pre.input_name, pre.crop_size)
+    return MXNetEngine(
+        sym,
+        arg_params,
+        aux_params,
+        pre.input_name,
+        pre.crop_size,
+        threads=threads,
+        cores=cores,
+    )

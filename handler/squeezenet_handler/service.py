@@ -7,6 +7,7 @@ the cause; the rest of the batch is answered.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .engines import Engine, default_threads, load_engine
+from .cores import CoreTokens
+from .engines import Engine, core_tokens, default_threads, load_engine
 from .errors import BadInput, InferenceError, ModelLoadError, ServiceError, UnsupportedMediaType
 from .images import SEND_AN_IMAGE, preprocess_image
 from .postprocessing import softmax, top_k
@@ -76,6 +78,7 @@ class SqueezeNetService:
         self.signature: Signature | None = None
         self.labels: list[str] = []
         self.engine: Engine | None = None
+        self.cores: CoreTokens | None = None  # shared with the other workers (None: fixed threads)
 
     @property
     def initialized(self) -> bool:
@@ -95,21 +98,31 @@ class SqueezeNetService:
                 f"but {SIGNATURE_FILE} declares {sig.num_classes} classes"
             )
         engine_name = os.environ.get("SQUEEZENET_ENGINE", sig.engine)
-        engine = load_engine(engine_name, model_dir, sig, default_threads())
+        max_batch = max(1, int(props.get("batch_size") or 1))
+        self.cores = core_tokens()
+        engine = load_engine(engine_name, model_dir, sig, default_threads(), self.cores)
         crop = sig.preprocessing.crop_size
-        probe = engine(np.zeros((1, 3, crop, crop), dtype=np.float32))
+        with self.working():
+            probe = engine(np.zeros((1, 3, crop, crop), dtype=np.float32))
         if probe.shape != (1, len(labels)):
             raise ModelLoadError(
                 f"model answers {probe.shape[1]} classes, but {SYNSET_FILE} has {len(labels)} labels"
             )
         self.signature, self.labels, self.engine = sig, labels, engine
+        sharing = f"shared with other workers as worker {self.cores.worker}" if self.cores else "fixed"
         logger.info(
-            "squeezenet: engine %s, %d classes, batch <= %d, loaded in %.0f ms",
+            "squeezenet: engine %s, %d classes, batch <= %d, up to %d threads (%s), loaded in %.0f ms",
             engine.name,
             len(labels),
-            max(1, int(props.get("batch_size") or 1)),
+            max_batch,
+            default_threads(),
+            sharing,
             (time.perf_counter() - started) * 1000,
         )
+
+    def working(self) -> contextlib.AbstractContextManager[None]:
+        """This worker's home core, held while it works on a batch (see ``cores``)."""
+        return self.cores.working() if self.cores else contextlib.nullcontext()
 
     def preprocess(self, request: dict[str, Any]) -> np.ndarray:
         pre = self._signature().preprocessing
@@ -126,6 +139,10 @@ class SqueezeNetService:
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
         """One answer per request; a failed request gets its own status, the others their predictions."""
+        with self.working():
+            return self._answers(data, context)
+
+    def _answers(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
         sig = self._signature()
         answers: list[Any] = [None] * len(data)
         tensors: list[np.ndarray] = []
