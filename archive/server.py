@@ -9,7 +9,7 @@ Facts about MMS 1.1.11 this module relies on (measured, see README "Serving"):
 - Addresses must use ports below 32767 (the frontend refuses larger ones).
 - Logs go to ``$LOG_LOCATION`` and ``$METRICS_LOCATION`` (default ``./logs``).
 - Only models registered through the management API get ``batch_size``/``max_batch_delay``.
-- Workers inherit the environment; ``SQUEEZENET_WORKERS`` lets the handler size its thread pool.
+- Workers inherit the environment (``SQUEEZENET_THREADS``, ``SQUEEZENET_TRUSTED_KEY``, ...).
 
 Only processes this module started are ever signalled: the launcher and its descendants, by PID.
 """
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from squeezenet_handler.engines import usable_cores
 
 from .errors import ArchiveToolError
 
@@ -42,6 +43,62 @@ MAX_PORT = 32766  # MMS's Connector refuses ports >= 32767
 
 class ServerError(ArchiveToolError):
     exit_code = 8
+
+
+# What `squeezenet-mar serve` registers by default (benchmarks/comparison.py measures these against the
+# alternatives). One worker per core: a worker alone borrows every core for its forward pass, busy
+# workers take one each (squeezenet_handler.cores). Batches of what is queued, waiting for nothing: MMS
+# takes one more queued request when the delay is 0, which halves its frontend's cost per request under
+# load and adds no latency to a lone request.
+DEFAULT_WORKERS = usable_cores()
+DEFAULT_BATCH_SIZE = 2
+DEFAULT_MAX_BATCH_DELAY_MS = 0
+
+# MMS's own log4j2.xml writes most lines twice to mms_log.log and again to stdout, with a DEBUG line
+# per request: a fifth of its frontend's CPU under load. This one writes each line once, at INFO, to
+# the same files (access log, model metrics and MMS's own log: the tests and operators read them).
+LOG4J2_XML = """\
+<?xml version="1.0" encoding="UTF-8"?>
+<Configuration>
+    <Appenders>
+        <RollingFile name="access_log" fileName="${env:LOG_LOCATION:-logs}/access_log.log"
+                     filePattern="${env:LOG_LOCATION:-logs}/access_log.%d{dd-MMM}.log.gz">
+            <PatternLayout pattern="%d{ISO8601} - %m%n"/>
+            <Policies><SizeBasedTriggeringPolicy size="100 MB"/><TimeBasedTriggeringPolicy/></Policies>
+            <DefaultRolloverStrategy max="5"/>
+        </RollingFile>
+        <RollingFile name="model_metrics" fileName="${env:METRICS_LOCATION:-logs}/model_metrics.log"
+                     filePattern="${env:METRICS_LOCATION:-logs}/model_metrics.%d{dd-MMM}.log.gz">
+            <PatternLayout pattern="%d{ISO8601} - %m%n"/>
+            <Policies><SizeBasedTriggeringPolicy size="100 MB"/><TimeBasedTriggeringPolicy/></Policies>
+            <DefaultRolloverStrategy max="5"/>
+        </RollingFile>
+        <RollingFile name="mms_metrics" fileName="${env:METRICS_LOCATION:-logs}/mms_metrics.log"
+                     filePattern="${env:METRICS_LOCATION:-logs}/mms_metrics.%d{dd-MMM}.log.gz">
+            <PatternLayout pattern="%d{ISO8601} - %m%n"/>
+            <Policies><SizeBasedTriggeringPolicy size="100 MB"/><TimeBasedTriggeringPolicy/></Policies>
+            <DefaultRolloverStrategy max="5"/>
+        </RollingFile>
+        <RollingFile name="mms_log" fileName="${env:LOG_LOCATION:-logs}/mms_log.log"
+                     filePattern="${env:LOG_LOCATION:-logs}/mms_log.%d{dd-MMM}.log.gz">
+            <PatternLayout pattern="%d{ISO8601} [%-5p] %t %c - %m%n"/>
+            <Policies><SizeBasedTriggeringPolicy size="100 MB"/><TimeBasedTriggeringPolicy/></Policies>
+            <DefaultRolloverStrategy max="5"/>
+        </RollingFile>
+    </Appenders>
+    <Loggers>
+        <Logger name="ACCESS_LOG" level="info" additivity="false"><AppenderRef ref="access_log"/></Logger>
+        <Logger name="MODEL_METRICS" level="info" additivity="false">
+            <AppenderRef ref="model_metrics"/>
+        </Logger>
+        <Logger name="MMS_METRICS" level="info" additivity="false"><AppenderRef ref="mms_metrics"/></Logger>
+        <Logger name="MODEL_LOG" level="info" additivity="false"><AppenderRef ref="mms_log"/></Logger>
+        <Logger name="io.netty" level="error"/>
+        <Logger name="org.apache" level="off"/>
+        <Root level="info"><AppenderRef ref="mms_log"/></Root>
+    </Loggers>
+</Configuration>
+"""
 
 
 def free_port(low: int = 20000, high: int = MAX_PORT) -> int:
@@ -108,6 +165,8 @@ class ModelServer:
         management_port: int | None = None,
         env: dict[str, str] | None = None,
         log_dir: Path | None = None,
+        log_config: Path | None = None,
+        lean_logging: bool = True,
     ) -> None:
         self.home = home.resolve()
         self.model_store = model_store.resolve()
@@ -125,16 +184,24 @@ class ModelServer:
         self.process: subprocess.Popen[bytes] | None = None
         self._group: int | None = None  # the process group of the launcher and all it starts
         self.log_dir = (log_dir or self.home / "logs").resolve()
+        # log4j2.xml: log_config, else LOG4J2_XML when lean_logging, else MMS's own (a stock server)
+        self.log_config = log_config.resolve() if log_config else None
+        self.lean_logging = lean_logging
 
     @classmethod
     def on_free_ports(
-        cls, home: Path, model_store: Path, config: Path | None = None, env: dict[str, str] | None = None
+        cls,
+        home: Path,
+        model_store: Path,
+        config: Path | None = None,
+        env: dict[str, str] | None = None,
+        **options: Any,
     ) -> ModelServer:
         """Configured by ``config`` like ``serve`` runs it, but on free 127.0.0.1 ports whatever the
-        config says: for tests and benchmarks that must not collide with a server already running."""
-        return cls(
-            home, model_store, config=config, inference_port=free_port(), management_port=free_port(), env=env
-        )
+        config says: for tests and benchmarks that must not collide with a server already running.
+        ``options``: the other keyword arguments of the constructor (``log_config``, ...)."""
+        ports = {"inference_port": free_port(), "management_port": free_port()}
+        return cls(home, model_store, config=config, env=env, **ports, **options)
 
     # ------------------------------------------------------------------------------------ lifecycle
     def start(self, models: list[str] | None = None, timeout: float = 120.0) -> None:
@@ -148,6 +215,9 @@ class ModelServer:
             folder.mkdir(parents=True, exist_ok=True)
         config = self.home / "config.properties"
         write_properties(config, self.properties)
+        if self.log_config is None and self.lean_logging:
+            self.log_config = self.home / "log4j2.xml"
+            self.log_config.write_text(LOG4J2_XML)
         env = dict(os.environ)
         env.update(
             TMPDIR=str(tmp),
@@ -159,6 +229,8 @@ class ModelServer:
         launcher = Path(sys.executable).with_name("multi-model-server")
         command = [str(launcher), "--start", "--foreground", "--mms-config", str(config)]
         command += ["--model-store", str(self.model_store)]
+        if self.log_config is not None:
+            command += ["--log-config", str(self.log_config)]
         if models:
             command += ["--models", *models]
         logger.info("starting MMS: %s", " ".join(command))

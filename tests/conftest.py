@@ -42,7 +42,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, onnx_model: Path):
     )
 
 
-SERVE_ENV = {"SQUEEZENET_WORKERS": "1"}  # what `squeezenet-mar serve --workers 1` sets
+SERVE_ENV: dict[str, str] = {}  # what `squeezenet-mar serve` sets: nothing, the handler shares the cores
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +83,7 @@ def plain_mms(tmp_path_factory: pytest.TempPathFactory, built):
             "management_address": f"http://127.0.0.1:{free_port()}",
         },
     )
-    server = ModelServer(home / "mms", built.archive.parent, config=config)
+    server = ModelServer(home / "mms", built.archive.parent, config=config, lean_logging=False)
     server.start(models=[f"squeezenet={built.archive.name}"])
     try:
         server.wait_for_workers("squeezenet")  # a stock MMS starts one worker per core

@@ -44,6 +44,7 @@ import pytest
 import requests
 from harness import ROOT
 from keys import KeyPair, make_key
+from squeezenet_handler.engines import usable_cores
 from squeezenet_mar import container as entry
 from squeezenet_mar.build import BuildOptions, build_archive
 from squeezenet_mar.errors import DownloadError, SignatureVerifyError, VerifyError
@@ -144,7 +145,11 @@ def test_default_settings_serve_inference_on_all_interfaces_and_management_on_lo
     settings = entry.settings_from_env({})
     assert settings.inference_address == "http://0.0.0.0:8080"
     assert settings.management_address == "http://127.0.0.1:8081"
-    assert (settings.model_name, settings.workers, settings.response_timeout) == ("squeezenet", 1, 120)
+    assert (settings.model_name, settings.workers, settings.response_timeout) == (
+        "squeezenet",
+        usable_cores(),
+        120,
+    )
     assert settings.urls == () and settings.trust is None
 
 

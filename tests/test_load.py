@@ -35,13 +35,19 @@ import requests
 from conftest import SERVE_ENV
 from harness import ROOT
 from squeezenet_mar.inprocess import InProcessService
-from squeezenet_mar.server import ModelServer, Registration
+from squeezenet_mar.server import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_BATCH_DELAY_MS,
+    DEFAULT_WORKERS,
+    ModelServer,
+    Registration,
+)
 from test_serving import same_prediction
 
 pytestmark = [pytest.mark.integration, pytest.mark.load]
 
 CONCURRENCY = 16
-WORKERS = 2
+WORKERS = DEFAULT_WORKERS  # what `squeezenet-mar serve` runs: one per core, sharing the cores
 WARMUP_SECONDS = 10.0
 RUN_SECONDS = 60.0
 REQUEST_TIMEOUT = 30.0
@@ -71,16 +77,22 @@ def expected(built, tmp_path_factory) -> dict[str, list[dict]]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, built):
-    """A server of its own: 2 workers (each sized for half the cores), no batching."""
+    """A server of its own, registered as `squeezenet-mar serve` registers by default."""
     server = ModelServer.on_free_ports(
         tmp_path_factory.mktemp("mms_load"),
         built.archive.parent,
         config=ROOT / "config.properties",
-        env={**SERVE_ENV, "SQUEEZENET_WORKERS": str(WORKERS)},
+        env=SERVE_ENV,
     )
     server.start()
     try:
-        server.register(Registration(url=built.archive.name, batch_size=1, workers=WORKERS))
+        registration = Registration(
+            url=built.archive.name,
+            batch_size=DEFAULT_BATCH_SIZE,
+            max_batch_delay_ms=DEFAULT_MAX_BATCH_DELAY_MS,
+            workers=WORKERS,
+        )
+        server.register(registration)
         server.wait_for_workers("squeezenet", WORKERS)
         yield server
     finally:
@@ -172,7 +184,8 @@ def test_sixteen_clients_for_a_minute_against_two_workers(server, expected, tmp_
         "setup": {
             "concurrency": CONCURRENCY,
             "workers": WORKERS,
-            "batch_size": 1,
+            "batch_size": DEFAULT_BATCH_SIZE,
+            "max_batch_delay_ms": DEFAULT_MAX_BATCH_DELAY_MS,
             "images": len(POOL),
             "cpu_count": os.cpu_count(),
             "clients_share_the_machine": True,
@@ -194,7 +207,8 @@ def test_sixteen_clients_for_a_minute_against_two_workers(server, expected, tmp_
     with capsys.disabled():
         run, memory = figures["run"], figures["memory"]
         print(
-            f"\nload: {CONCURRENCY} clients, {WORKERS} workers, batch 1, {run['seconds']} s: "
+            f"\nload: {CONCURRENCY} clients, {WORKERS} workers, batch <= {DEFAULT_BATCH_SIZE}, "
+            f"{run['seconds']} s: "
             f"{run['requests']} requests, {run['errors']} errors, {run['wrong_answers']} wrong, "
             f"{run['throughput_rps']} req/s, p50 {run['latency_ms_p50']} ms, p90 {run['latency_ms_p90']} ms, "
             f"p99 {run['latency_ms_p99']} ms; workers' RSS {memory['total_mb_after_warmup']} MB "

@@ -218,7 +218,7 @@ def test_mms_loads_the_published_archive_from_a_static_http_zoo(built, tmp_path)
     (tmp_path / "empty_store").mkdir()
     try:
         server.start(models=[f"squeezenet={url}"])
-        server.wait_for_workers("squeezenet", 1)
+        server.wait_for_workers("squeezenet")  # one per core: config.properties keeps MMS's default
         response = post(server, PHOTOS["jpeg"])
         assert response.status_code == 200 and len(response.json()) == 5
         assert server.describe("squeezenet")["modelUrl"] == url

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .. import MODEL_NAME
 from ..errors import ArchiveToolError, UsageError
+from ..server import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_DELAY_MS, DEFAULT_WORKERS
 from .keys import add_trust_options, trust
 
 
@@ -29,15 +30,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     serve.add_argument(
         "--batch-size",
         type=int,
-        default=1,
-        help="dynamic batching: max requests per batch (%(default)s: off)",
+        default=DEFAULT_BATCH_SIZE,
+        help="dynamic batching: most requests per handler call (%(default)s; 1: off)",
     )
     serve.add_argument(
-        "--max-batch-delay", type=int, default=50, help="ms to wait for a batch to fill (%(default)s)"
+        "--max-batch-delay",
+        type=int,
+        default=DEFAULT_MAX_BATCH_DELAY_MS,
+        help="ms MMS waits for a batch to fill (%(default)s: it takes what is queued, waits for nothing)",
     )
-    serve.add_argument("--workers", type=int, default=1, help="Python workers (%(default)s)")
     serve.add_argument(
-        "--threads-per-worker", type=int, help="inference threads per worker (default: cores / workers)"
+        "--workers",
+        type=int,
+        default=DEFAULT_WORKERS,
+        help="Python workers (%(default)s: one per usable core; a worker alone borrows the idle cores)",
+    )
+    serve.add_argument(
+        "--threads-per-worker",
+        type=int,
+        help="fix every forward pass to this many threads (default: shared at run time, see README)",
     )
     serve.add_argument("--home", type=Path, default=Path(".mms"), help="MMS's tmp and config (%(default)s)")
     serve.add_argument("--log-dir", type=Path, default=Path("logs"), help="MMS logs (%(default)s)")
@@ -59,9 +70,9 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{option} must be at least 1, got {value}")
     if args.max_batch_delay < 0:
         raise UsageError(f"--max-batch-delay must be 0 or more, got {args.max_batch_delay}")
-    # The handler sizes each worker's thread pool (cores / SQUEEZENET_WORKERS, or SQUEEZENET_THREADS)
-    # and forces OMP_NUM_THREADS itself, since MMS's worker sets it to 1 when it is unset.
-    env = {"SQUEEZENET_WORKERS": str(args.workers)}
+    # The handler shares the cores between the workers at run time (squeezenet_handler.cores) unless
+    # SQUEEZENET_THREADS fixes the count; it forces OMP_NUM_THREADS itself (MMS's worker sets it to 1).
+    env: dict[str, str] = {}
     if args.threads_per_worker:
         env["SQUEEZENET_THREADS"] = str(args.threads_per_worker)
     trusted = trust(args)

@@ -32,8 +32,10 @@ The other settings, all environment variables (SageMaker's own names are honoure
 ``SQUEEZENET_INFERENCE_ADDRESS``   default ``http://0.0.0.0:8080`` (port: ``SAGEMAKER_BIND_TO_PORT``)
 ``SQUEEZENET_MANAGEMENT_ADDRESS``  default ``http://127.0.0.1:8081`` (the first port of
                                    ``SAGEMAKER_SAFE_PORT_RANGE`` when that is set); no authentication
-``SQUEEZENET_WORKERS``             workers per model, default 1 (``SAGEMAKER_MODEL_SERVER_WORKERS``)
-``SQUEEZENET_THREADS``             inference threads per worker (the handler's default: cores // workers)
+``SQUEEZENET_WORKERS``             workers per model (``SAGEMAKER_MODEL_SERVER_WORKERS``), default one
+                                   per usable core: the CPU quota (``--cpus``, a CPU limit) counts
+``SQUEEZENET_THREADS``             fixed threads per forward pass; by default the workers share the
+                                   cores at run time (one alone uses all, busy ones one each)
 ``SQUEEZENET_RESPONSE_TIMEOUT``    seconds per batch, default 120 (``SAGEMAKER_MODEL_SERVER_TIMEOUT``)
 ``SQUEEZENET_STARTUP_TIMEOUT``     seconds for MMS to load the models, default 300
 ``SQUEEZENET_STOP_TIMEOUT``        seconds between SIGTERM and SIGKILL of MMS, default 3

@@ -59,7 +59,7 @@ def mms_properties(settings: Settings, store: Path) -> dict[str, str]:
 
 def mms_environment(base: Mapping[str, str], settings: Settings, tmp: Path) -> dict[str, str]:
     """The environment of MMS and its workers: a private tmp for the pid file, sockets and unpacked
-    models; the handler's thread sizing. (The handler makes its worker take request bodies as bytes
+    models; a fixed thread count, if set. (The handler makes its worker take request bodies as bytes
     itself, and reads the trusted key, if any, from the environment the workers inherit.)"""
     env = dict(base)
     env.update(
@@ -67,7 +67,6 @@ def mms_environment(base: Mapping[str, str], settings: Settings, tmp: Path) -> d
         TEMP=str(tmp),
         LOG_LOCATION=str(tmp),
         METRICS_LOCATION=str(tmp),
-        SQUEEZENET_WORKERS=str(settings.workers),
     )
     if settings.threads is not None:
         env["SQUEEZENET_THREADS"] = str(settings.threads)

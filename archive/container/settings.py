@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import ArchiveToolError
-from ..server import MAX_PORT
+from ..server import DEFAULT_WORKERS, MAX_PORT
 from ..signatures import Trust
 
 BAKED_DIR = Path("/opt/squeezenet/models")
@@ -44,7 +44,7 @@ class Settings:
     home: Path = DEFAULT_HOME
     inference_address: str = "http://0.0.0.0:8080"
     management_address: str = "http://127.0.0.1:8081"
-    workers: int = 1
+    workers: int = DEFAULT_WORKERS
     threads: int | None = None
     response_timeout: int = 120
     startup_timeout: float = 300.0
@@ -119,7 +119,9 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         home=Path(env.get("SQUEEZENET_HOME", "").strip() or DEFAULT_HOME),
         inference_address=inference,
         management_address=management,
-        workers=_positive_int(env, "SQUEEZENET_WORKERS", "SAGEMAKER_MODEL_SERVER_WORKERS", default=1),
+        workers=_positive_int(
+            env, "SQUEEZENET_WORKERS", "SAGEMAKER_MODEL_SERVER_WORKERS", default=DEFAULT_WORKERS
+        ),
         threads=_positive_int(env, "SQUEEZENET_THREADS", default=1) if threads else None,
         response_timeout=_positive_int(
             env, "SQUEEZENET_RESPONSE_TIMEOUT", "SAGEMAKER_MODEL_SERVER_TIMEOUT", default=120
