@@ -94,7 +94,6 @@ def photo(width: int, height: int, seed: int = 0, fmt: str = "JPEG") -> bytes:
 def child_env(**extra: str) -> dict[str, str]:
     """The environment of a serving worker: one worker per model unless the caller's says otherwise."""
     env = dict(ORIGINAL_ENV)
-    env.setdefault("SQUEEZENET_WORKERS", "1")
     env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
     env.update(extra)
     return env

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .stage_costs import STAGES
+
 ENGINE_LABELS = {
     "mxnet_imported": "MXNet, graph as imported",
     "mxnet_optimized": "MXNet, graph cleaned up (served)",
@@ -96,20 +98,61 @@ def compute_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 at_most=False,
             )
         )
-    e2e = report.get("end_to_end", {})
-    served = [
-        r for r in e2e.get("mms", []) if r["batching"] and r["concurrency"] == 8 and r.get("workers", 1) == 1
-    ]
-    inprocess = e2e.get("inprocess", {}).get("batch8")
-    if served and inprocess:
+    targets += serving_targets(report.get("serving", {}))
+    return targets
+
+
+def serving_targets(serving: dict[str, Any]) -> list[dict[str, Any]]:
+    """The performance issue's targets: today's default served configuration against the code before
+    it (``benchmarks/comparison.py``), all measured in this run."""
+    from .comparison import row
+
+    if not serving.get("rows"):
+        return []
+    targets = []
+    default = {c: row(serving, "default", c) for c in (1, 8, 16)}
+    workers2 = {c: row(serving, "baseline_workers2", c) for c in (8, 16)}
+    for clients in (8, 16):
+        if default[clients] and workers2[clients]:
+            targets.append(
+                target(
+                    f"serving_c{clients}_vs_workers2",
+                    f"default `serve` req/s / before-the-work `serve --workers 2` req/s, c={clients}",
+                    default[clients]["requests_per_s"] / workers2[clients]["requests_per_s"],
+                    1.2,
+                    at_most=False,
+                )
+            )
+    before = row(serving, "baseline_default", 1)
+    if default[1] and before:
         targets.append(
             target(
-                "end_to_end_batching_c8",
-                "MMS with batching, concurrency 8, requests/s / in-process handler batch-8 images/s "
-                "(same images, same engine)",
-                served[0]["requests_per_s"] / inprocess["images_per_s"],
-                0.7,
+                "serving_c1_vs_default",
+                "default `serve` req/s / before-the-work `serve` defaults req/s, c=1",
+                default[1]["requests_per_s"] / before["requests_per_s"],
+                1.0,
                 at_most=False,
+            )
+        )
+    if default[8]:
+        targets.append(
+            target(
+                "serving_worker_cpu_c8",
+                "Python worker CPU ms per request, default `serve`, c=8",
+                default[8]["worker_cpu_ms_per_request"],
+                8.0,
+                at_most=True,
+            )
+        )
+    rss = serving.get("rss_mb_after_max_concurrency", {})
+    if "default" in rss and "baseline_workers2" in rss:
+        targets.append(
+            target(
+                "serving_rss_vs_workers2",
+                "total RSS after the c=16 bursts, default `serve` / before-the-work `serve --workers 2`",
+                rss["default"] / rss["baseline_workers2"],
+                1.0,
+                at_most=True,
             )
         )
     return targets
@@ -154,22 +197,30 @@ def table(report: dict[str, Any]) -> str:
         for where, results in startup.items():
             for fmt, result in results.items():
                 add(f"{where + ', ' + fmt + ' archive':52} {result['total_s']:8.2f}")
-    e2e = report.get("end_to_end", {})
-    if e2e.get("mms"):
+    serving = report.get("serving", {})
+    if serving.get("rows"):
         add("")
-        header = f"{'req/s':>7} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'err':>4} {'batch':>6}"
-        add(f"{'end to end through MMS':28} {header}")
-        for row in e2e["mms"]:
-            label = (
-                f"batching {'on ' if row['batching'] else 'off'} "
-                f"{row.get('workers', 1)}x{row.get('threads_per_worker', '?')} c={row['concurrency']}"
-            )
-            lat = row["latency"]
+        client, cycles, burst = serving["client"], serving["cycles"], serving["burst_s"]
+        add(f"served side by side ({client}, {cycles} cycles of {burst} s bursts)")
+        header = f"{'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'err':>4} {'worker ms':>9} {'frontend ms':>11}"
+        add(f"{'configuration':28} {header}")
+        for served in serving["rows"]:
+            label = f"{served['config']} c={served['concurrency']}"
             add(
-                f"{label:28} {row['requests_per_s']:7.1f} {lat.get('p50_ms', 0):8.1f} "
-                f"{lat.get('p90_ms', 0):8.1f} {lat.get('p99_ms', 0):8.1f} {row['errors']:4d} "
-                f"{row['handler'].get('mean_batch_size', 0):6.2f}"
+                f"{label:28} {served['requests_per_s']:7.1f} {served['p50_ms'] or 0:7.1f} "
+                f"{served['p99_ms'] or 0:7.1f} {served['errors']:4d} "
+                f"{served['worker_cpu_ms_per_request'] or 0:9.2f} "
+                f"{served['frontend_cpu_ms_per_request'] or 0:11.2f}"
             )
+        rss = ", ".join(f"{k} {v:.0f} MB" for k, v in serving.get("rss_mb_after_max_concurrency", {}).items())
+        add(f"total RSS after the c=16 bursts: {rss}")
+        costs = serving.get("stage_costs", {})
+        if costs:
+            by_stage = costs["cpu_ms_per_request"]
+            stages = ", ".join(f"{k} {by_stage[k]:.2f}" for k in STAGES if k in by_stage)
+            add(f"worker CPU per request by stage, 1 thread (ms): {stages}")
+            add(f"  total {costs['total_cpu_ms']:.2f} ms in-process")
+    e2e = report.get("end_to_end", {})
     for size, row in sorted(e2e.get("inprocess", {}).items()):
         add(f"{'in-process handler, ' + size:28} {row['images_per_s']:7.1f} {row['call']['p50_ms']:8.1f}")
     comparisons = report.get("comparisons", [])
@@ -241,38 +292,7 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("seconds")
     ax.set_title("Worker start-up: model load to first answer")
 
-    e2e = report.get("end_to_end", {})
-    series = sorted({(r["batching"], r.get("workers", 1)) for r in e2e.get("mms", [])})
-    for (batching, workers), color in zip(
-        series, ("tab:blue", "tab:orange", "tab:green", "tab:red"), strict=False
-    ):
-        rows = [r for r in e2e["mms"] if r["batching"] == batching and r.get("workers", 1) == workers]
-        style = "s-" if batching else "o--"
-        label = f"batching {'on' if batching else 'off'}, {workers}x{rows[0].get('threads_per_worker', '?')}"
-        conc = [r["concurrency"] for r in rows]
-        axes[1][1].plot(conc, [r["requests_per_s"] for r in rows], style, color=color, label=label)
-        for key, alpha in (("p50_ms", 1.0), ("p99_ms", 0.4)):
-            values = [r["latency"].get(key, 0) for r in rows]
-            axes[1][2].plot(conc, values, style, color=color, alpha=alpha, label=f"{label}, {key[:3]}")
-    references = zip(
-        sorted(e2e.get("inprocess", {}).items()), (("tab:grey", ":"), ("black", "-.")), strict=False
-    )
-    for (size, row), (color, dashes) in references:
-        axes[1][1].axhline(
-            row["images_per_s"],
-            linestyle=dashes,
-            color=color,
-            label=f"in-process handler, {size}: {row['images_per_s']:.0f} images/s",
-        )
-    axes[1][1].set_xlabel("concurrent clients")
-    axes[1][1].set_ylabel("requests/s")
-    axes[1][1].set_title("End to end through MMS (500x375 JPEGs; workers x threads)")
-    axes[1][1].legend(fontsize=8)
-    axes[1][2].set_xlabel("concurrent clients")
-    axes[1][2].set_ylabel("ms")
-    axes[1][2].set_yscale("log")
-    axes[1][2].set_title("End-to-end latency")
-    axes[1][2].legend(fontsize=7)
+    _serving_panels(axes[1][1], axes[1][2], report)
 
     _targets_panel(fig.add_subplot(grid[2, :]), report.get("targets", []))
     m = report["machine"]
@@ -283,6 +303,50 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def _serving_panels(throughput: Any, costs: Any, report: dict[str, Any]) -> None:
+    """Requests/s of each served configuration per concurrency; the worker's CPU per request, measured
+    per configuration at c=8 beside the in-process split by stage."""
+    serving = report.get("serving", {})
+    names = list(serving.get("configurations", {}))
+    for name in names:
+        rows = [r for r in serving["rows"] if r["config"] == name]
+        throughput.plot(
+            [r["concurrency"] for r in rows], [r["requests_per_s"] for r in rows], "o-", label=name
+        )
+    inprocess = report.get("end_to_end", {}).get("inprocess", {}).get("batch1")
+    if inprocess:
+        throughput.axhline(
+            inprocess["images_per_s"],
+            linestyle=":",
+            color="grey",
+            label=f"in-process handler, one process: {inprocess['images_per_s']:.0f} images/s",
+        )
+    throughput.set_xlabel("concurrent clients")
+    throughput.set_ylabel("requests/s")
+    throughput.set_title("Served side by side through MMS (one 500x375 JPEG)")
+    throughput.legend(fontsize=8)
+
+    stages = serving.get("stage_costs", {}).get("cpu_ms_per_request", {})
+    left = 0.0
+    for stage in (s for s in STAGES if s in stages):
+        costs.barh(0, stages[stage], left=left, label=stage)
+        left += stages[stage]
+    measured = [(n, r["worker_cpu_ms_per_request"] or 0) for n in names if (r := _row(serving, n, 8))]
+    for index, (_, millis) in enumerate(measured, start=1):
+        costs.barh(index, millis, color="tab:grey")
+    costs.set_yticks(range(len(measured) + 1), ["by stage,\nin-process"] + [f"{n}\nc=8" for n, _ in measured])
+    costs.axvline(8.0, color="red", linestyle="--", label="target 8 ms")
+    costs.set_xlabel("Python worker CPU ms per request")
+    costs.set_title("Where a request's worker CPU goes")
+    costs.legend(fontsize=7, ncol=2)
+
+
+def _row(serving: dict[str, Any], name: str, concurrency: int) -> dict[str, Any] | None:
+    from .comparison import row
+
+    return row(serving, name, concurrency)
 
 
 def _targets_panel(ax: Any, targets: list[dict[str, Any]]) -> None:

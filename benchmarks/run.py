@@ -2,10 +2,12 @@
 
 Stages, each printing progress lines: engines (batch-1 latency, batch-8 throughput, parity with ONNX
 Runtime), the handler's inference stage against its raw engine, preprocessing per image size and format,
-worker start-up (in-process and through a real MMS), end to end through MMS at several concurrencies with
-batching off and on, and the in-process handler on the same images. Then the targets, as ratios of
-numbers from this run, a profile for each missed target, the table on stdout and ``report.json`` +
-``report.png`` in the output folder. A full run takes about 4-5 minutes on 2 cores, ``--quick`` about 1.
+worker start-up (in-process and through a real MMS), the served configurations side by side through MMS
+(``comparison``: today's defaults against the code before the performance work) with the worker's CPU
+per request split by stage (``stage_costs``), and the in-process handler on the same images. Then the
+targets, as ratios of numbers from this run, a profile for each missed target, the table on stdout and
+``report.json`` + ``report.png`` in the output folder. A full run takes about 6 minutes on 2 cores,
+``--quick`` about 2.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ ENGINE_VARIANTS = (
     "mxnet_optimized_threaded",
     "mxnet_imported_threaded",
 )
-THREAD_VARIABLES = ("SQUEEZENET_THREADS", "SQUEEZENET_WORKERS", "OMP_NUM_THREADS", "MXNET_ENGINE_TYPE")
+THREAD_VARIABLES = ("SQUEEZENET_THREADS", "OMP_NUM_THREADS", "MXNET_ENGINE_TYPE")
 MODEL_NOTE = (
     "tests/squeezenet_onnx.py build_squeezenet11(seed=0): the model zoo's squeezenet1.1.onnx graph "
     "(opset 7, same nodes, names, shapes and layout) with seeded weights; the real file cannot be "
@@ -70,15 +72,15 @@ class Plan:
     preprocess_iterations: int = 50
     large_image_iterations: int = 15
     startup_repeats: int = 2
-    e2e_warmup_s: float = 2.0
-    e2e_duration_s: float = 8.0
     inprocess_duration_s: float = 8.0
     head_to_head_rounds: int = 20
     block_b1: int = 10
     block_b8: int = 2
     idle_wait_s: float = 60.0  # in all, over the stages that wait for an idle machine
     concurrency: tuple[int, ...] = (1, 8, 16)
-    batch_delay_ms: int = 10
+    serving_burst_s: float = 6.0
+    serving_cycles: int = 2
+    stage_cost_iterations: int = 300
     e2e_images: int = 16
 
 
@@ -95,9 +97,9 @@ QUICK = Plan(
     block_b1=5,
     block_b8=1,
     idle_wait_s=0.0,
-    e2e_warmup_s=1.0,
-    e2e_duration_s=2.0,
     inprocess_duration_s=2.0,
+    serving_burst_s=1.5,
+    stage_cost_iterations=40,
 )
 
 
@@ -121,7 +123,7 @@ class Inputs:
 
 def prepare(work: Path, plan: Plan, progress: Progress) -> Inputs:
     """The test model, the archives (built by ``build_archive`` like ``squeezenet-mar build``), the
-    unpacked folders the in-process runs load, and the photo-like images the end-to-end runs send."""
+    unpacked folders the in-process runs load, and the photo-like images the in-process runs decode."""
     from squeezenet_mar.build import BuildOptions, build_archive
     from squeezenet_onnx import build_squeezenet11
 
@@ -131,9 +133,7 @@ def prepare(work: Path, plan: Plan, progress: Progress) -> Inputs:
         "onnx": {"format": "onnx"},
         "mxnet": {"format": "mxnet"},
         "onnxruntime": {"format": "onnx", "engine": "onnxruntime"},
-        "e2e_b1": {"format": "onnx"},
-        "e2e_b8": {"format": "onnx"},
-        "e2e_workers": {"format": "onnx"},
+        "served": {"format": "onnx"},  # what `build` makes by default, served the way `serve` does
     }
     archives = {}
     for role, options in builds.items():
@@ -295,51 +295,13 @@ def stage_startup_inprocess(plan: Plan, inputs: Inputs, progress: Progress) -> d
     return results
 
 
-def _load_series(
-    server: Any, role: str, batching: bool, workers: int, concurrency: tuple[int, ...], plan: Plan, **kw: Any
-) -> list[dict[str, Any]]:
-    """Register ``role`` with ``workers`` workers, run the closed loop at each concurrency, stop it."""
-    from . import serving
-
-    bodies, progress = kw["bodies"], kw["progress"]
-    batch_size = 8 if batching else 1
-    serving.timed_registration(
-        server, kw["archive"], role, bodies[0], batch_size, plan.batch_delay_ms, workers=workers
-    )
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    rows = []
-    for clients in concurrency:
-        offset = serving.log_offset(server)
-        result = serving.closed_loop(
-            server.inference_url, role, bodies, clients, plan.e2e_duration_s, plan.e2e_warmup_s
-        )
-        time.sleep(0.5)  # MMS logs its metrics asynchronously
-        calls = serving.handler_batches(server, role, offset)
-        result["handler"] = serving.summarize_batches(calls, plan.e2e_duration_s + plan.e2e_warmup_s)
-        result.update(batching=batching, batch_size=batch_size, workers=workers, threads_per_worker=threads)
-        result["max_batch_delay_ms"] = plan.batch_delay_ms
-        rows.append(result)
-        lat = result["latency"]
-        progress(
-            "end-to-end",
-            f"batching {'on ' if batching else 'off'} {workers}x{threads} c={clients:<2} "
-            f"{result['requests_per_s']:6.1f} req/s, p50 {lat.get('p50_ms', 0):6.1f} ms, "
-            f"p99 {lat.get('p99_ms', 0):6.1f} ms, errors {result['errors']}, "
-            f"mean batch {result['handler'].get('mean_batch_size', 0)}",
-        )
-    server.unregister(role)  # only the model under load runs
-    return rows
-
-
-def stage_mms(plan: Plan, inputs: Inputs, work: Path, progress: Progress) -> dict[str, Any]:
-    """Worker start-up through the management API, then closed-loop load: one worker with all cores'
-    threads (batching off, then on), then as many one-thread workers as cores (batching on)."""
+def stage_mms_startup(plan: Plan, inputs: Inputs, work: Path, progress: Progress) -> dict[str, Any]:
+    """Worker start-up through the management API: register (synchronous), ready, first answer."""
     from squeezenet_mar.server import ServerError
 
     from . import serving
 
     first = inputs.first_image.read_bytes()
-    bodies = [p.read_bytes() for p in inputs.e2e_images]
     started = time.perf_counter()
     try:
         server = serving.start_server(work / "mms", inputs.store)
@@ -347,9 +309,8 @@ def stage_mms(plan: Plan, inputs: Inputs, work: Path, progress: Progress) -> dic
         progress("mms", f"skipped: {exc}")
         return {"skipped": str(exc)}
     out: dict[str, Any] = {"server_start_s": round(time.perf_counter() - started, 2)}
-    out.update(startup={}, e2e=[])
+    out["startup"] = {}
     progress("mms", f"frontend up in {out['server_start_s']:.1f} s ({server.inference_url})")
-    kw = {"bodies": bodies, "progress": progress}
     try:
         for role in ("onnx", "mxnet"):
             result = serving.timed_registration(server, inputs.archives[role], role, first)
@@ -360,24 +321,38 @@ def stage_mms(plan: Plan, inputs: Inputs, work: Path, progress: Progress) -> dic
                 f"ready {result['ready_s']:.2f} s, first answer {result['first_answer_s'] * 1e3:.0f} ms",
             )
             server.unregister(role)  # frees its worker's cores for the next stage
-        for batching, role in ((False, "e2e_b1"), (True, "e2e_b8")):
-            archive = inputs.archives[role]
-            out["e2e"] += _load_series(
-                server, role, batching, 1, plan.concurrency, plan, archive=archive, **kw
-            )
     finally:
         server.stop()
-    workers = os.cpu_count() or 1
-    if workers > 1:  # SQUEEZENET_WORKERS is read by every worker of a server: a server of its own
-        server = serving.start_server(work / "mms_workers", inputs.store, workers=workers)
-        try:
-            role = "e2e_workers"
-            concurrency = tuple(c for c in plan.concurrency if c >= workers)
-            archive = inputs.archives[role]
-            out["e2e"] += _load_series(server, role, True, workers, concurrency, plan, archive=archive, **kw)
-        finally:
-            server.stop()
     return out
+
+
+def stage_serving(plan: Plan, inputs: Inputs, work: Path, progress: Progress) -> dict[str, Any]:
+    """The served configurations side by side (``comparison``), then the worker's CPU per request by
+    stage in one process at one thread (``stage_costs``), on the same 500x375 JPEG."""
+    from . import comparison
+    from .stage_costs import STAGES
+
+    (work / "serving").mkdir()
+    result = comparison.compare(
+        inputs.model,
+        inputs.archives["served"],
+        work / "serving",
+        plan.concurrency,
+        plan.serving_burst_s,
+        plan.serving_cycles,
+        progress,
+    )
+    args = {
+        "model_dir": str(inputs.model_dirs["onnx"]),
+        "image": str(work / "serving" / "photo_500x375.jpg"),
+        "iterations": plan.stage_cost_iterations,
+    }
+    costs, _ = run_child("stage_costs", args, child_env(SQUEEZENET_THREADS="1"))
+    result["stage_costs"] = costs
+    by_stage = costs["cpu_ms_per_request"]
+    stages = ", ".join(f"{k} {by_stage[k]:.2f}" for k in STAGES)
+    progress("serving", f"worker CPU per request by stage (ms, 1 thread): {stages}")
+    return result
 
 
 def stage_inprocess(plan: Plan, inputs: Inputs, progress: Progress) -> dict[str, Any]:
@@ -459,16 +434,27 @@ def profile_missed(report: dict[str, Any], inputs: Inputs, bodies: dict[str, byt
                 service.preprocess_image(data, pre)
             profiler.disable()
             t["profile"] = {"tool": "cProfile", "top": top_functions(profiler, iterations)}
-        elif name == "end_to_end_batching_c8":
-            row = next(r for r in report["end_to_end"]["mms"] if r["batching"] and r["concurrency"] == 8)
-            handler = row["handler"]
-            inprocess = report["end_to_end"]["inprocess"]["batch8"]
-            t["profile"] = {
-                "tool": "MMS model_metrics.log PredictionTime (handler time per call, in the worker)",
-                **handler,
-                "client_cpu_share": row["client_cpu_share"],
-                "in_process_ms_per_image": round(1e3 / inprocess["images_per_s"], 2),
-            }
+        elif name.startswith("serving_"):
+            t["profile"] = serving_profile(report["serving"])
+
+
+def serving_profile(serving: dict[str, Any]) -> dict[str, Any]:
+    """Where a served request's CPU goes: per stage in the worker, and per configuration the worker's
+    and the frontend's CPU per request with the throughput those allow on this machine's cores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    ceilings = {}
+    for row in serving["rows"]:
+        spent = (row["worker_cpu_ms_per_request"] or 0) + (row["frontend_cpu_ms_per_request"] or 0)
+        ceilings[f"{row['config']} c={row['concurrency']}"] = {
+            "worker_plus_frontend_cpu_ms": round(spent, 2),
+            "cpu_bound_ceiling_requests_per_s": round(1e3 * cores / spent, 1) if spent else None,
+            "measured_requests_per_s": row["requests_per_s"],
+        }
+    return {
+        "tool": "benchmarks/stage_costs.py (thread CPU per stage, 1 thread) and psutil process times",
+        "worker_cpu_ms_per_request_by_stage": serving["stage_costs"]["cpu_ms_per_request"],
+        "per_configuration": ceilings,
+    }
 
 
 # ----------------------------------------------------------------------------------------------- CLI
@@ -530,13 +516,15 @@ def main(argv: list[str] | None = None) -> int:
             report["startup"] = {"inprocess": startup}
             report["end_to_end"] = {}
             if not args.skip_mms:
-                served = stage("mms", stage_mms, plan, inputs, work, progress, quiet=True)
+                served = stage("mms", stage_mms_startup, plan, inputs, work, progress, quiet=True)
                 if "skipped" in served:
                     report["end_to_end"]["mms_skipped"] = served["skipped"]
                 else:
                     report["startup"]["mms"] = served["startup"]
-                    report["end_to_end"]["mms"] = served["e2e"]
                     report["end_to_end"]["mms_server_start_s"] = served["server_start_s"]
+                    report["serving"] = stage(
+                        "serving", stage_serving, plan, inputs, work, progress, quiet=True
+                    )
             inprocess = stage("inprocess", stage_inprocess, plan, inputs, progress, quiet=True)
             report["end_to_end"]["inprocess"] = inprocess
             report["targets"] = compute_targets(report)

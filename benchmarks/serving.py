@@ -1,5 +1,5 @@
-"""A real Multi Model Server for the benchmarks: worker start-up through the management API, and
-closed-loop HTTP load at a fixed concurrency with MMS's own per-batch handler times."""
+"""A real Multi Model Server for the benchmarks: worker start-up through the management API, and a
+closed-loop HTTP client (used when ApacheBench is not installed, see ``comparison``)."""
 
 from __future__ import annotations
 
@@ -16,19 +16,10 @@ from squeezenet_mar.server import ModelServer, Registration
 
 from .common import ROOT, stats_ms
 
-# As in the integration tests: raw image bodies reach the handler as bytes; one worker per model.
-SERVE_ENV = {"SQUEEZENET_WORKERS": "1"}
 
-
-def start_server(home: Path, model_store: Path, workers: int = 1) -> ModelServer:
-    """MMS with the repository's config.properties on free ports; its workers size their thread pools
-    for ``workers`` workers per model (``SQUEEZENET_WORKERS``)."""
-    server = ModelServer.on_free_ports(
-        home,
-        model_store,
-        config=ROOT / "config.properties",
-        env={**SERVE_ENV, "SQUEEZENET_WORKERS": str(workers)},
-    )
+def start_server(home: Path, model_store: Path) -> ModelServer:
+    """MMS with the repository's config.properties and log configuration, on free ports."""
+    server = ModelServer.on_free_ports(home, model_store, config=ROOT / "config.properties")
     server.start()
     return server
 
@@ -125,42 +116,4 @@ def closed_loop(
         "errors": len(records) - len(ok),
         "latency": stats_ms(latencies if len(latencies) else []),
         "client_cpu_share": round(client_cpu / (duration_s + warmup_s), 3),  # of one core
-    }
-
-
-def log_offset(server: ModelServer) -> int:
-    metrics = server.log_dir / "model_metrics.log"
-    return metrics.stat().st_size if metrics.is_file() else 0
-
-
-def handler_batches(server: ModelServer, model: str, start: int, end: int | None = None) -> list[tuple]:
-    """(handler milliseconds, requests in the call) of each of ``model``'s calls logged in the byte range,
-    from MMS's ``PredictionTime`` metric (measured by the Python worker around the handler)."""
-    metrics = server.log_dir / "model_metrics.log"
-    if not metrics.is_file():
-        return []
-    with metrics.open("rb") as handle:
-        handle.seek(start)
-        text = handle.read(None if end is None else end - start).decode("utf-8", "replace")
-    calls = []
-    for line in text.splitlines():
-        if "PredictionTime.Milliseconds:" not in line or f"ModelName:{model}," not in line:
-            continue
-        millis = float(line.split("PredictionTime.Milliseconds:", 1)[1].split("|", 1)[0])
-        ids = line.split("requestID:", 1)[1].split(",timestamp", 1)[0].split(",")
-        calls.append((millis, len(ids)))
-    return calls
-
-
-def summarize_batches(calls: list[tuple], elapsed_s: float) -> dict[str, Any]:
-    if not calls:
-        return {"calls": 0}
-    millis = np.array([c[0] for c in calls])
-    sizes = np.array([c[1] for c in calls])
-    return {
-        "calls": len(calls),
-        "mean_batch_size": round(float(sizes.mean()), 2),
-        "handler_ms_per_call_p50": round(float(np.percentile(millis, 50)), 2),
-        "handler_ms_per_image": round(float(millis.sum() / sizes.sum()), 2),
-        "worker_busy_share": round(float(millis.sum() / 1e3 / elapsed_s), 3),
     }

@@ -245,6 +245,13 @@ def task_cprofile_inference(args: dict[str, Any]) -> dict[str, Any]:
     return {"top": top_functions(profiler, args["iterations"])}
 
 
+def task_stage_costs(args: dict[str, Any]) -> dict[str, Any]:
+    """CPU per request of each stage of MMS's worker and the handler (see ``stage_costs``)."""
+    from .stage_costs import measure
+
+    return measure(Path(args["model_dir"]), Path(args["image"]).read_bytes(), args["iterations"])
+
+
 TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "engine": task_engine,
     "head_to_head": task_head_to_head,
@@ -253,6 +260,7 @@ TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "inprocess": task_inprocess,
     "dnnl_profile": task_dnnl_profile,
     "cprofile_inference": task_cprofile_inference,
+    "stage_costs": task_stage_costs,
 }
 
 

@@ -1,5 +1,5 @@
 """``python -m benchmarks.run --quick`` end to end: it runs, writes its report and judges every target.
-Slow (about a minute and a half, a real MMS included), hence the ``load`` marker; no timing is asserted."""
+Slow (about two minutes, four real MMS included), hence the ``load`` marker; no timing is asserted."""
 
 from __future__ import annotations
 
@@ -19,8 +19,13 @@ TARGETS = {
     "handler_inference_onnxruntime",
     "preprocess_jpeg_500x375",
     "preprocess_12mp_speedup",
-    "end_to_end_batching_c8",
+    "serving_c8_vs_workers2",
+    "serving_c16_vs_workers2",
+    "serving_c1_vs_default",
+    "serving_worker_cpu_c8",
+    "serving_rss_vs_workers2",
 }
+CONFIGURATIONS = ["default", "baseline_workers2", "baseline_default"]
 
 
 def test_quick_benchmark_writes_the_report(tmp_path):
@@ -42,15 +47,17 @@ def test_quick_benchmark_writes_the_report(tmp_path):
     for name, engine in report["engines"].items():
         if name != "gluon_zoo":
             assert engine["max_abs_diff_vs_onnxruntime"] <= 1e-4, name
-    one_worker = [r for r in report["end_to_end"]["mms"] if r["workers"] == 1]
-    assert [(r["batching"], r["concurrency"]) for r in one_worker] == [
-        (False, 1),
-        (False, 8),
-        (False, 16),
-        (True, 1),
-        (True, 8),
-        (True, 16),
+    serving = report["serving"]
+    assert [(r["concurrency"], r["config"]) for r in serving["rows"]] == [
+        (clients, config) for clients in (1, 8, 16) for config in CONFIGURATIONS
     ]
-    assert all(r["errors"] == 0 for r in report["end_to_end"]["mms"])
+    for served in serving["rows"]:
+        assert served["errors"] == 0, served
+        assert len(served["runs_requests_per_s"]) == 2  # two cycles, alternated
+        assert served["requests_per_s"] > 0 and served["worker_cpu_ms_per_request"] > 0
+    assert set(serving["rss_mb_after_max_concurrency"]) == set(CONFIGURATIONS)
+    stages = serving["stage_costs"]["cpu_ms_per_request"]
+    assert {"protocol_decode", "image_decode", "inference", "json_encode"} <= set(stages)
+    assert serving["stage_costs"]["threads"] == 1
     assert set(report["startup"]) == {"inprocess", "mms"}
     assert "engine" in proc.stdout and "target" in proc.stdout
