@@ -92,7 +92,7 @@ def photo(width: int, height: int, seed: int = 0, fmt: str = "JPEG") -> bytes:
 
 # ----------------------------------------------------------------------------------- child processes
 def child_env(**extra: str) -> dict[str, str]:
-    """The environment of a serving worker: one worker per model unless the caller's says otherwise."""
+    """The caller's environment for a benchmark child, plus ``extra``."""
     env = dict(ORIGINAL_ENV)
     env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
     env.update(extra)

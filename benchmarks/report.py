@@ -335,12 +335,13 @@ def _serving_panels(throughput: Any, costs: Any, report: dict[str, Any]) -> None
         left += stages[stage]
     measured = [(n, r["worker_cpu_ms_per_request"] or 0) for n in names if (r := _row(serving, n, 8))]
     for index, (_, millis) in enumerate(measured, start=1):
-        costs.barh(index, millis, color="tab:grey")
+        costs.barh(index, millis, color="lightsteelblue", edgecolor="black")
     costs.set_yticks(range(len(measured) + 1), ["by stage,\nin-process"] + [f"{n}\nc=8" for n, _ in measured])
     costs.axvline(8.0, color="red", linestyle="--", label="target 8 ms")
     costs.set_xlabel("Python worker CPU ms per request")
     costs.set_title("Where a request's worker CPU goes")
-    costs.legend(fontsize=7, ncol=2)
+    costs.set_xlim(0, 1.7 * max([left, *(m for _, m in measured)], default=1.0))
+    costs.legend(fontsize=7, loc="center right")
 
 
 def _row(serving: dict[str, Any], name: str, concurrency: int) -> dict[str, Any] | None:
@@ -368,7 +369,7 @@ def _targets_panel(ax: Any, targets: list[dict[str, Any]]) -> None:
     table = ax.table(cellText=rows, colLabels=["target", "measured", "limit", "result"], loc="center")
     table.auto_set_font_size(False)
     table.set_fontsize(9)
-    table.scale(1, 1.3)
+    table.scale(1, 1.15)
     for row, target in enumerate(targets, start=1):
         colour = "#c8f0c8" if target["passed"] else "#f5c2c2"
         for column in range(4):
