@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,16 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory, onnx_model: Path) -> Pat
 def service(model_dir: Path) -> InProcessService:
     """The handler module loaded from an unpacked archive through its MMS entry point (batch <= 8)."""
     return InProcessService(model_dir, batch_size=8)
+
+
+@pytest.fixture(scope="session")
+def inprocess(built, tmp_path_factory: pytest.TempPathFactory) -> InProcessService:
+    """The built archive's own handler, unpacked and run in this process (batch <= 8): the answers
+    every served copy of the archive must give."""
+    folder = tmp_path_factory.mktemp("unpacked_built")
+    with zipfile.ZipFile(built.archive) as archive:
+        archive.extractall(folder)
+    return InProcessService(folder, batch_size=8)
 
 
 @pytest.fixture(scope="session")

@@ -48,7 +48,6 @@ from squeezenet_handler.engines import usable_cores
 from squeezenet_mar import container as entry
 from squeezenet_mar.build import BuildOptions, build_archive
 from squeezenet_mar.errors import DownloadError, SignatureVerifyError, VerifyError
-from squeezenet_mar.inprocess import InProcessService
 from squeezenet_mar.layout import SHA256SUMS, sha256_file, sha256sums, write_zip
 from squeezenet_mar.sagemaker import TAR_MTIME, model_tar_entries, write_model_tar
 from squeezenet_mar.server import free_port
@@ -99,15 +98,6 @@ def flip_a_model_byte(files: dict[str, bytes]) -> None:
     model = bytearray(files["squeezenet1.1.onnx"])
     model[len(model) // 2] ^= 0xFF
     files["squeezenet1.1.onnx"] = bytes(model)
-
-
-@pytest.fixture(scope="module")
-def inprocess(built, tmp_path_factory) -> InProcessService:
-    """The archive's handler run in this process: the answers every container must give."""
-    folder = tmp_path_factory.mktemp("unpacked_for_container")
-    with zipfile.ZipFile(built.archive) as archive:
-        archive.extractall(folder)
-    return InProcessService(folder)
 
 
 class QuietHandler(SimpleHTTPRequestHandler):

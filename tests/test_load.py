@@ -24,7 +24,6 @@ import json
 import os
 import threading
 import time
-import zipfile
 from dataclasses import dataclass, field
 
 import images
@@ -34,7 +33,6 @@ import pytest
 import requests
 from conftest import SERVE_ENV
 from harness import ROOT
-from squeezenet_mar.inprocess import InProcessService
 from squeezenet_mar.server import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_BATCH_DELAY_MS,
@@ -63,13 +61,9 @@ POOL = {
 
 
 @pytest.fixture(scope="module")
-def expected(built, tmp_path_factory) -> dict[str, list[dict]]:
+def expected(inprocess) -> dict[str, list[dict]]:
     """The archive's own handler in this process: the top 5 for every image of the pool."""
-    folder = tmp_path_factory.mktemp("unpacked_for_load")
-    with zipfile.ZipFile(built.archive) as archive:
-        archive.extractall(folder)
-    service = InProcessService(folder)
-    answers = {name: service.predict_bytes([body])[0] for name, body in POOL.items()}
+    answers = {name: inprocess.predict_bytes([body])[0] for name, body in POOL.items()}
     assert all(answer.status == 200 for answer in answers.values())
     assert len({answer.body[0]["class"] for answer in answers.values()}) > 1  # answers tell images apart
     return {name: answer.body for name, answer in answers.items()}

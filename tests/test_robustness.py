@@ -48,7 +48,6 @@ from conftest import SERVE_ENV
 from harness import ROOT
 from squeezenet_mar.build import BuildOptions, build_archive
 from squeezenet_mar.errors import ArchiveToolError
-from squeezenet_mar.inprocess import InProcessService
 from squeezenet_mar.layout import SHA256SUMS, read_archive, sha256sums, write_zip
 from squeezenet_mar.server import (
     ModelServer,
@@ -198,15 +197,6 @@ def corpus_run(request) -> CorpusRun:
         concurrent = dict(zip(CORPUS, pool.map(lambda case: ask(url, case), CORPUS.values()), strict=True))
     limit = int(server.properties.get("max_request_size", MMS_DEFAULT_MAX_REQUEST_SIZE))
     return CorpusRun(one_by_one, concurrent, before, server.worker_pids("squeezenet"), server, limit)
-
-
-@pytest.fixture(scope="module")
-def inprocess(built, tmp_path_factory) -> InProcessService:
-    """The archive's own handler, unpacked and run in this process: the answer to compare with."""
-    folder = tmp_path_factory.mktemp("unpacked_for_robustness")
-    with zipfile.ZipFile(built.archive) as archive:
-        archive.extractall(folder)
-    return InProcessService(folder, batch_size=8)
 
 
 def test_the_corpus_has_at_least_twenty_kinds_of_good_and_bad_input():

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -24,7 +23,6 @@ from harness import ROOT
 from squeezenet_mar.build import BuildOptions, build_archive
 from squeezenet_mar.cli import main
 from squeezenet_mar.client import predict_one
-from squeezenet_mar.inprocess import InProcessService
 from squeezenet_mar.server import ModelServer, Registration, free_port
 from squeezenet_mar.zoo import publish_archive
 
@@ -36,15 +34,6 @@ PHOTOS = {
     "png": images.png(),
     "webp": images.encode(images.scene(300, 240, 13), "WEBP", quality=90),
 }
-
-
-@pytest.fixture(scope="module")
-def inprocess(built, tmp_path_factory) -> InProcessService:
-    """The same archive's handler, unpacked and run in this process, for parity checks."""
-    folder = tmp_path_factory.mktemp("unpacked_archive")
-    with zipfile.ZipFile(built.archive) as archive:
-        archive.extractall(folder)
-    return InProcessService(folder)
 
 
 def post(server: ModelServer, body: bytes, model: str = "squeezenet", **kwargs) -> requests.Response:
