@@ -300,7 +300,7 @@ def write_archive(output: Path, files: dict[str, bytes]) -> tuple[str, Path, Pat
         bundle_file.write_bytes(files[SIGNATURE_BUNDLE])
     else:
         bundle_file.unlink(missing_ok=True)  # a stale signature of an earlier build would not verify
-    logger.info("wrote %s (%d bytes, sha256 %s)", output, output.stat().st_size, digest)
+    logger.debug("wrote %s (%d bytes, sha256 %s)", output, output.stat().st_size, digest)
     return digest, sha_file, bundle_file if SIGNATURE_BUNDLE in files else None
 
 

@@ -42,10 +42,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not args.verbose:
+        logging.getLogger("squeezenet_mar").setLevel(logging.INFO)
+        # The handler's load-time notes are for MMS's worker logs; run in-process by build, verify
+        # --run and evaluate, its failures reach the command as exceptions.
+        logging.getLogger("squeezenet_handler").setLevel(logging.ERROR)
     try:
         return args.func(args)
     except ArchiveToolError as exc:

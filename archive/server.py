@@ -233,7 +233,7 @@ class ModelServer:
             command += ["--log-config", str(self.log_config)]
         if models:
             command += ["--models", *models]
-        logger.info("starting MMS: %s", " ".join(command))
+        logger.debug("starting MMS: %s", " ".join(command))
         self._stdout = (self.home / "mms.out").open("ab")
         self.process = subprocess.Popen(
             command,

@@ -165,7 +165,7 @@ def _publish(
 
     signing = signing_record(checked, paths)
     _add_to_index(store, model, version, index_entry(paths, digest, size, signing), force)
-    logger.info(
+    logger.debug(
         "published %s %s as %s (%d bytes, sha256 %s)",
         model,
         version,
