@@ -435,13 +435,12 @@ def profile_missed(report: dict[str, Any], inputs: Inputs, bodies: dict[str, byt
             profiler.disable()
             t["profile"] = {"tool": "cProfile", "top": top_functions(profiler, iterations)}
         elif name.startswith("serving_"):
-            t["profile"] = serving_profile(report["serving"])
+            t["profile"] = serving_profile(report["serving"], report["machine"]["usable_cores"])
 
 
-def serving_profile(serving: dict[str, Any]) -> dict[str, Any]:
+def serving_profile(serving: dict[str, Any], cores: int) -> dict[str, Any]:
     """Where a served request's CPU goes: per stage in the worker, and per configuration the worker's
     and the frontend's CPU per request with the throughput those allow on this machine's cores."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     ceilings = {}
     for row in serving["rows"]:
         spent = (row["worker_cpu_ms_per_request"] or 0) + (row["frontend_cpu_ms_per_request"] or 0)

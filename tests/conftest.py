@@ -53,9 +53,6 @@ def built(tmp_path_factory: pytest.TempPathFactory, onnx_model: Path):
     )
 
 
-SERVE_ENV: dict[str, str] = {}  # what `squeezenet-mar serve` sets: nothing, the handler shares the cores
-
-
 @pytest.fixture(scope="session")
 def mms(tmp_path_factory: pytest.TempPathFactory, built):
     """A real Multi Model Server on free 127.0.0.1 ports with the built archive registered as
@@ -66,7 +63,6 @@ def mms(tmp_path_factory: pytest.TempPathFactory, built):
         tmp_path_factory.mktemp("mms"),
         built.archive.parent,
         config=ROOT / "config.properties",
-        env=SERVE_ENV,
     )
     server.start()
     try:

@@ -26,7 +26,6 @@ import numpy as np
 import psutil
 import pytest
 import requests
-from conftest import SERVE_ENV
 from harness import ROOT
 from squeezenet_mar.server import (
     DEFAULT_BATCH_SIZE,
@@ -71,7 +70,6 @@ def server(tmp_path_factory, built):
         tmp_path_factory.mktemp("mms_load"),
         built.archive.parent,
         config=ROOT / "config.properties",
-        env=SERVE_ENV,
     )
     server.start()
     try:

@@ -44,7 +44,6 @@ from typing import Any
 import images
 import pytest
 import requests
-from conftest import SERVE_ENV
 from harness import ROOT
 from squeezenet_mar.build import BuildOptions, build_archive
 from squeezenet_mar.errors import ArchiveToolError
@@ -282,7 +281,7 @@ def lab(tmp_path_factory, lab_store):
         # Faults, not speed: one inference thread per worker. With two OpenMP threads and another
         # process busy on one of the 2 cores, every forward pass waits at OpenMP barriers (measured:
         # 58 requests in the 16 s of the SIGKILL test instead of ~1450).
-        env={**SERVE_ENV, "SQUEEZENET_THREADS": "1"},
+        env={"SQUEEZENET_THREADS": "1"},
     )
     server.start()
     try:

@@ -18,7 +18,6 @@ import images
 import numpy as np
 import pytest
 import requests
-from conftest import SERVE_ENV
 from harness import ROOT
 from squeezenet_mar.build import BuildOptions, build_archive
 from squeezenet_mar.cli import main
@@ -202,7 +201,6 @@ def test_mms_loads_the_published_archive_from_a_static_http_zoo(built, tmp_path)
         tmp_path / "mms",
         tmp_path / "empty_store",
         config=ROOT / "config.properties",
-        env=SERVE_ENV,
     )
     (tmp_path / "empty_store").mkdir()
     try:

@@ -16,7 +16,6 @@ from pathlib import Path
 import images
 import pytest
 import requests
-from conftest import SERVE_ENV
 from harness import ROOT
 from keys import KeyPair, make_key
 from squeezenet_mar.build import BuildOptions, build_archive, sign_archive
@@ -281,7 +280,7 @@ def trusting_mms(tmp_path_factory, keys, store, tampered):
         tmp_path_factory.mktemp("trusting_mms"),
         store,
         config=ROOT / "config.properties",
-        env={**SERVE_ENV, **Trust(public_key=keys["publisher"].public).environment()},
+        env=Trust(public_key=keys["publisher"].public).environment(),
     )
     server.start()
     try:

@@ -28,6 +28,7 @@ class Engine(Protocol):
     """Scores for a batch: float32 (N, 3, H, W) in, float32 (N, classes) out."""
 
     name: str
+    threads: int  # the most threads a forward pass runs on
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
@@ -82,9 +83,16 @@ def default_threads() -> int:
 def core_tokens() -> CoreTokens | None:
     """The cores this worker shares with its neighbours, or None when ``SQUEEZENET_THREADS`` fixes the
     thread count."""
-    if _positive_env_int("SQUEEZENET_THREADS") is not None or usable_cores() < 2:
+    cores = usable_cores()
+    if _positive_env_int("SQUEEZENET_THREADS") is not None or cores < 2:
         return None
-    return CoreTokens(usable_cores())
+    return CoreTokens(cores)
+
+
+def free_threads(cores: CoreTokens | None, threads: int) -> contextlib.AbstractContextManager[int]:
+    """Around one forward pass: how many threads it may run on. With shared cores, the free ones up to
+    ``threads`` (held for the block); without, always ``threads``."""
+    return cores.borrowed(threads) if cores else contextlib.nullcontext(threads)
 
 
 def find_model_files(model_dir: Path, model_file: str | None) -> tuple[str, Path]:
@@ -243,8 +251,7 @@ class MXNetEngine:
         return self._executors[threads]
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        held = self._cores.borrowed(self.threads) if self._cores else contextlib.nullcontext(self.threads)
-        with held as threads:
+        with free_threads(self._cores, self.threads) as threads:
             # oneDNN creates a new executor's kernels for this many threads, and keeps them.
             self._mx.base.check_call(self._mx.base._LIB.MXSetNumOMPThreads(ctypes.c_int(threads)))
             executor = self._executor(threads)
@@ -296,8 +303,7 @@ class OnnxRuntimeEngine:
         return self._sessions[threads]
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        held = self._cores.borrowed(self.threads) if self._cores else contextlib.nullcontext(self.threads)
-        with held as threads:
+        with free_threads(self._cores, self.threads) as threads:
             session = self._session(threads)
             step = self._fixed_batch or batch.shape[0]
             parts = [

@@ -115,7 +115,7 @@ class SqueezeNetService:
             engine.name,
             len(labels),
             max_batch,
-            default_threads(),
+            engine.threads,
             sharing,
             (time.perf_counter() - started) * 1000,
         )
