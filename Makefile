@@ -43,7 +43,7 @@ verify: setup
 ## Build the archive and serve it with MMS in the foreground on 127.0.0.1:8080/8081 (Ctrl-C stops);
 ## serve's own defaults unless BATCH_SIZE=N is given.
 serve: archive
-	$(BIN)/squeezenet-mar serve --archive $(ARCHIVE) --config config.properties $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE))
+	$(BIN)/squeezenet-mar serve $(ARCHIVE) --config config.properties $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE))
 
 ## Every benchmark in one run: benchmarks/results/report.{json,png} (about 6 minutes on 2 cores).
 bench: setup bench-setup

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from .commands import COMMANDS
+from .commands.aliases import HelpFormatter
 from .errors import ArchiveToolError
 
 logger = logging.getLogger("squeezenet_mar")
@@ -32,10 +33,26 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {tool_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub)
+    for subparser in sub.choices.values():  # -v after the subcommand too: squeezenet-mar serve -v
+        subparser.formatter_class = HelpFormatter  # old spellings parse, unshown
+        subparser.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+        )
     return parser
+
+
+def tool_version() -> str:
+    """The installed distribution's version (pyproject.toml's)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("squeezenet-mar")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -78,14 +78,15 @@ def predict_one(
 
 
 def predict_files(
-    paths: Sequence[Path],
+    paths: Sequence[str | Path],
     url: str = DEFAULT_URL,
     model: str = DEFAULT_MODEL,
     topk: int | None = None,
     concurrency: int = 8,
     timeout: float = 60.0,
 ) -> list[Prediction]:
-    """Every file sent concurrently; answers in the order of ``paths``."""
+    """Every file sent concurrently; answers in the order of ``paths`` (strings or paths)."""
+    paths = [Path(path) for path in paths]
     bodies = [_read_image_file(path) for path in paths]  # all of them before the first request
     with requests.Session() as session, ThreadPoolExecutor(max(1, concurrency)) as pool:
         adapter = requests.adapters.HTTPAdapter(pool_maxsize=max(1, concurrency))

@@ -128,6 +128,15 @@ def _check_port_free(url: str) -> None:
             ) from exc
 
 
+def with_port(address: str | None, port: int) -> str:
+    """``address`` (``http://HOST:PORT``, default host 127.0.0.1) with another port."""
+    if not 0 < port <= MAX_PORT:
+        raise ServerError(f"port {port}: Multi Model Server takes ports from 1 to {MAX_PORT}")
+    scheme, _, rest = (address or "http://127.0.0.1:0").partition("://")
+    host = rest.split("/", 1)[0].rpartition(":")[0] or "127.0.0.1"
+    return f"{scheme}://{host}:{port}"
+
+
 def read_properties(path: Path) -> dict[str, str]:
     properties: dict[str, str] = {}
     for line in path.read_text().splitlines():
@@ -171,10 +180,9 @@ class ModelServer:
         self.home = home.resolve()
         self.model_store = model_store.resolve()
         properties = read_properties(config) if config else {}
-        if inference_port is not None:
-            properties["inference_address"] = f"http://127.0.0.1:{inference_port}"
-        if management_port is not None:
-            properties["management_address"] = f"http://127.0.0.1:{management_port}"
+        for key, port in (("inference_address", inference_port), ("management_address", management_port)):
+            if port is not None:  # the config's host, this port
+                properties[key] = with_port(properties.get(key), port)
         properties.setdefault("inference_address", f"http://127.0.0.1:{free_port()}")
         properties.setdefault("management_address", f"http://127.0.0.1:{free_port()}")
         self.properties = properties

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from .. import MODEL_NAME, MODEL_VERSION
 from ..model_source import ZOO_URL, default_cache_dir
+from .aliases import hidden
+from .inputs import require_file
 from .keys import add_signing_options, signing_key
 from .output import print_top
 
@@ -20,7 +22,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     source = build.add_mutually_exclusive_group()
     source.add_argument("--model-file", type=Path, help="local squeezenet1.1.onnx (no download)")
-    source.add_argument("--url", default=ZOO_URL, help="model URL (default: the ONNX model zoo's)")
+    source.add_argument(
+        "--model-url",
+        *hidden("--url"),
+        dest="model_url",
+        default=ZOO_URL,
+        help="model URL (default: the ONNX model zoo's)",
+    )
     build.add_argument("--md5", help="expected MD5 (default: the zoo's <name>-md5.txt beside the model)")
     build.add_argument("--sha256", help="expected SHA-256 of the download")
     build.add_argument(
@@ -58,11 +66,15 @@ def run(args: argparse.Namespace) -> int:
     from ..build import BuildOptions, build_archive
     from ..signatures import signer_fingerprint
 
+    inputs = (("model file", args.model_file), ("signature.json", args.signature), ("synset", args.synset))
+    for what, path in inputs:
+        if path is not None:
+            require_file(path, what)
     extra = {k: v for k, v in (("signature", args.signature), ("synset", args.synset)) if v is not None}
     result = build_archive(
         BuildOptions(
             model_file=args.model_file,
-            url=args.url,
+            url=args.model_url,
             md5=args.md5,
             sha256=args.sha256,
             cache_dir=args.cache_dir,

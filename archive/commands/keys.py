@@ -1,4 +1,8 @@
-"""The options that name keys: what a signer signs with, what a verifier trusts."""
+"""The options that name keys: what a signer signs with, what a verifier trusts.
+
+One spelling per concept in every subcommand (``--signing-*`` for the signer, ``--trusted-*`` for the
+verifier); the spellings of release 1.1.0 still parse, hidden from ``--help`` (see ``aliases``).
+"""
 
 from __future__ import annotations
 
@@ -6,41 +10,57 @@ import argparse
 from pathlib import Path
 
 from ..signatures import SigningKey, Trust
+from .aliases import hidden
 
 
-def add_signing_options(parser: argparse.ArgumentParser) -> None:
+def add_signing_options(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    """The signer's key, and in certificate mode its certificate and chain. ``required``: sign needs a key."""
     parser.add_argument(
-        "--sign-key", type=Path, metavar="KEY.pem", help="sign with this EC private key (see 'keygen')"
+        "--signing-key",
+        *hidden("--sign-key"),
+        type=Path,
+        metavar="KEY.pem",
+        dest="signing_key",
+        required=required,
+        help="sign with this EC private key (see 'keygen')" + ("" if required else "; default: unsigned"),
     )
     parser.add_argument(
         "--signing-certificate",
         type=Path,
         metavar="CERT.pem",
-        help="certificate mode: the certificate of --sign-key (with --certificate-chain)",
+        help="certificate mode: the certificate of --signing-key (with --signing-certificate-chain)",
     )
     parser.add_argument(
-        "--certificate-chain",
+        "--signing-certificate-chain",
+        *hidden("--certificate-chain"),
         type=Path,
         nargs="+",
         metavar="CA.pem",
         default=[],
+        dest="signing_certificate_chain",
         help="certificate mode: the signing certificate's chain, CA first",
     )
 
 
 def signing_key(args: argparse.Namespace) -> SigningKey | None:
-    if args.sign_key is None:
+    if args.signing_key is None:
         return None
-    return SigningKey(args.sign_key, args.signing_certificate, tuple(args.certificate_chain))
+    return SigningKey(args.signing_key, args.signing_certificate, tuple(args.signing_certificate_chain))
 
 
-def add_trust_options(parser: argparse.ArgumentParser, key_flag: str = "--public-key") -> None:
-    chain_flag = key_flag.replace("-key", "-certificate-chain")
+def add_trust_options(parser: argparse.ArgumentParser) -> None:
+    """What the verifier trusts: one public key, or a certificate chain (certificate-mode signatures)."""
     parser.add_argument(
-        key_flag, type=Path, metavar="PUB.pem", dest="trusted_key", help="the signer's public key to trust"
+        "--trusted-key",
+        *hidden("--public-key"),
+        type=Path,
+        metavar="PUB.pem",
+        dest="trusted_key",
+        help="the signature must verify against this public key (the publisher's)",
     )
     parser.add_argument(
-        chain_flag,
+        "--trusted-certificate-chain",
+        *hidden("--public-certificate-chain"),
         type=Path,
         nargs="+",
         metavar="CA.pem",

@@ -7,7 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from ..client import DEFAULT_MODEL, DEFAULT_URL
 from ..errors import ClientError
+from .aliases import hidden
 from .output import print_top
 
 
@@ -19,8 +21,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "every image got a prediction.",
     )
     predict.add_argument("images", type=Path, nargs="+")
-    predict.add_argument("--url", default="http://127.0.0.1:8080", help="inference address (%(default)s)")
-    predict.add_argument("--model", default="squeezenet", help="(%(default)s)")
+    predict.add_argument(
+        "--server",
+        *hidden("--url"),
+        default=DEFAULT_URL,
+        metavar="URL",
+        help="the server's inference address (%(default)s)",
+    )
+    predict.add_argument(
+        "--model", default=DEFAULT_MODEL, metavar="NAME", help="served name: /predictions/NAME (%(default)s)"
+    )
     predict.add_argument("--topk", type=int, help="classes per image (server default: 5)")
     predict.add_argument("--concurrency", type=int, default=8, help="requests in flight (%(default)s)")
     predict.add_argument("--timeout", type=float, default=60.0, help="seconds per request (%(default)s)")
@@ -32,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from ..client import predict_files
 
     results = predict_files(
-        args.images, args.url, args.model, args.topk, concurrency=args.concurrency, timeout=args.timeout
+        args.images, args.server, args.model, args.topk, concurrency=args.concurrency, timeout=args.timeout
     )
     if args.json:
         print(json.dumps([result.__dict__ for result in results], indent=2))

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..errors import UsageError
+from .inputs import require_file
 from .keys import add_trust_options, trust
 
 
@@ -17,14 +19,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "it is signed, and a model card; DEST/index.json lists every model and version. The archive is "
         "verified first (nothing of it runs).",
     )
-    publish.add_argument("archive", type=Path)
+    publish.add_argument("archive", type=Path, metavar="ARCHIVE", help="the .mar to publish")
     publish.add_argument("--zoo", required=True, help="zoo root folder (or s3://bucket/prefix with boto3)")
     publish.add_argument("--force", action="store_true", help="replace an already published version")
     publish.add_argument("--evaluation", type=Path, help="JSON written by 'evaluate --json' for the card")
     publish.add_argument(
         "--require-signature",
         action="store_true",
-        help="refuse an unsigned archive (needs --public-key or --certificate-chain)",
+        help="refuse an unsigned archive (needs --trusted-key or --trusted-certificate-chain)",
     )
     add_trust_options(publish)
     publish.set_defaults(func=run)
@@ -33,7 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..zoo import publish_archive
 
-    evaluation = json.loads(args.evaluation.read_text()) if args.evaluation else None
+    require_file(args.archive, "archive")
+    evaluation = read_evaluation(require_file(args.evaluation, "evaluation")) if args.evaluation else None
     result = publish_archive(
         args.archive,
         args.zoo,
@@ -54,3 +57,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"  signature: present but not verified (no key given); bundle {signing['bundle']}")
     return 0
+
+
+def read_evaluation(path: Path) -> dict:
+    """The record ``evaluate --json`` wrote."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: not the JSON that 'evaluate --json' writes: {exc}") from exc
+    if not isinstance(record, dict):
+        raise UsageError(f"{path}: not the JSON object that 'evaluate --json' writes")
+    return record

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .inputs import require_file
 from .keys import add_trust_options, trust
 
 
@@ -12,11 +13,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sagemaker = sub.add_parser(
         "sagemaker",
         help="write SageMaker's model.tar.gz (unpacked into /opt/ml/model) from a built .mar",
-        description="Verifies the archive (nothing of it runs; with --public-key its signature too), then "
+        description="Verifies the archive (nothing of it runs; with --trusted-key its signature too), then "
         "writes a deterministic model.tar.gz holding the .mar and its .sha256. Upload it to S3 and name "
         "it as the SageMaker model's ModelDataUrl; the image's entrypoint serves it as 'squeezenet'.",
     )
-    sagemaker.add_argument("archive", type=Path, help="the .mar, e.g. model_store/squeezenet_v1.1.mar")
+    sagemaker.add_argument(
+        "archive", type=Path, metavar="ARCHIVE", help="the .mar, e.g. model_store/squeezenet_v1.1.mar"
+    )
     sagemaker.add_argument("--output", type=Path, default=Path("model.tar.gz"), help="(%(default)s)")
     add_trust_options(sagemaker)
     sagemaker.set_defaults(func=run)
@@ -27,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from ..sagemaker import model_tar_entries, write_model_tar
     from ..verify import verify_archive
 
-    verify_archive(args.archive, trust=trust(args))
+    verify_archive(require_file(args.archive, "archive"), trust=trust(args))
     output = write_model_tar(args.archive, args.output)
     print(f"model.tar.gz  {output}  ({output.stat().st_size} bytes, sha256 {sha256_file(output)})")
     for name in model_tar_entries(args.archive):

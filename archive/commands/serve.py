@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 
 from .. import MODEL_NAME
-from ..errors import ArchiveToolError, UsageError
+from ..client import DEFAULT_MODEL
+from ..errors import UsageError
 from ..server import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_DELAY_MS, DEFAULT_WORKERS
+from .aliases import add_archive_argument, archive_path, hidden
+from .inputs import require_file
 from .keys import add_trust_options, trust
 
 
@@ -22,11 +25,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "management API (the only way MMS enables batching) and waits; Ctrl-C or SIGTERM stops MMS "
         "and its workers.",
     )
-    serve.add_argument(
-        "--archive", type=Path, default=Path("model_store") / f"{MODEL_NAME}.mar", help="(%(default)s)"
-    )
+    add_archive_argument(serve, "the .mar to serve", default=Path("model_store") / f"{MODEL_NAME}.mar")
     serve.add_argument("--config", type=Path, default=Path("config.properties"), help="(%(default)s)")
-    serve.add_argument("--model-name", default="squeezenet", help="name in /predictions/NAME (%(default)s)")
+    serve.add_argument(
+        "--model",
+        *hidden("--model-name"),
+        default=DEFAULT_MODEL,
+        metavar="NAME",
+        help="served name: /predictions/NAME (%(default)s)",
+    )
+    serve.add_argument(
+        "--port", type=int, help="inference port on the config's host (default: the config's, 8080)"
+    )
+    serve.add_argument(
+        "--management-port", type=int, help="management port on 127.0.0.1 (default: the config's, 8081)"
+    )
     serve.add_argument(
         "--batch-size",
         type=int,
@@ -52,7 +65,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--home", type=Path, default=Path(".mms"), help="MMS's tmp and config (%(default)s)")
     serve.add_argument("--log-dir", type=Path, default=Path("logs"), help="MMS logs (%(default)s)")
-    add_trust_options(serve, "--trusted-key")
+    add_trust_options(serve)
     serve.set_defaults(func=run)
 
 
@@ -60,11 +73,11 @@ def run(args: argparse.Namespace) -> int:
     from ..server import ModelServer, Registration
     from ..verify import verify_archive
 
-    archive = args.archive.resolve()
-    if not archive.is_file():
-        raise ArchiveToolError(f"{archive}: no such archive; build it first with 'squeezenet-mar build'")
-    if not args.config.is_file():
-        raise ArchiveToolError(f"{args.config}: no such config.properties")
+    archive = archive_path(args)
+    if not archive.exists():
+        raise UsageError(f"{archive}: no such archive; build it first with 'squeezenet-mar build'")
+    archive = require_file(archive, "archive").resolve()
+    require_file(args.config, "config.properties")
     for option, value in (("--workers", args.workers), ("--batch-size", args.batch_size)):
         if value < 1:  # MMS 1.1.11 hangs a model scaled to 0 workers (README, "Operations")
             raise UsageError(f"{option} must be at least 1, got {value}")
@@ -88,7 +101,15 @@ def run(args: argparse.Namespace) -> int:
     report = verify_archive(copy, trust=trusted)
     if report.signature is not None:
         print(f"signature verified: key sha256:{report.signature.fingerprint}", flush=True)
-    server = ModelServer(args.home, store, config=args.config, env=env, log_dir=args.log_dir)
+    server = ModelServer(
+        args.home,
+        store,
+        config=args.config,
+        inference_port=args.port,
+        management_port=args.management_port,
+        env=env,
+        log_dir=args.log_dir,
+    )
     # Explicitly, for SIGINT too: a background job of a non-interactive shell starts with SIGINT ignored.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, _raise_interrupt)
@@ -97,22 +118,21 @@ def run(args: argparse.Namespace) -> int:
         server.register(
             Registration(
                 url=archive.name,
-                name=args.model_name,
+                name=args.model,
                 batch_size=args.batch_size,
                 max_batch_delay_ms=args.max_batch_delay,
                 workers=args.workers,
             )
         )
         print(
-            f"serving {archive.name} as '{args.model_name}': batch size {args.batch_size}, "
+            f"serving {archive.name} as '{args.model}': batch size {args.batch_size}, "
             f"max batch delay {args.max_batch_delay} ms, {args.workers} worker(s)"
         )
-        print(f"  inference  {server.inference_url}/predictions/{args.model_name}")
+        print(f"  inference  {server.inference_url}/predictions/{args.model}")
         print(f"  management {server.management_url}/models   (no authentication: keep it on 127.0.0.1)")
         print(f"  logs       {args.log_dir}/   Ctrl-C stops")
         print(
-            f"try: curl -X POST {server.inference_url}/predictions/{args.model_name} "
-            "-T samples/grace_hopper.jpg",
+            f"try: curl -X POST {server.inference_url}/predictions/{args.model} -T samples/grace_hopper.jpg",
             flush=True,
         )
         code = server.wait()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import UsageError
+from .inputs import require_file
 from .keys import add_signing_options, signing_key
 
 
@@ -16,9 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "bundle over every file, replacing any earlier signature, to --output (default: in place, "
         "through a rename), with its .sha256 and .sig beside it.",
     )
-    sign.add_argument("archive", type=Path)
+    sign.add_argument("archive", type=Path, metavar="ARCHIVE", help="the .mar to sign")
     sign.add_argument("--output", type=Path, help="where to write the signed archive (default: ARCHIVE)")
-    add_signing_options(sign)
+    add_signing_options(sign, required=True)
     sign.set_defaults(func=run_sign)
 
     keygen = sub.add_parser(
@@ -34,12 +36,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_sign(args: argparse.Namespace) -> int:
     from ..build import sign_archive
-    from ..errors import UsageError
 
     key = signing_key(args)
-    if key is None:
-        raise UsageError("sign needs --sign-key KEY.pem")
-    result = sign_archive(args.archive, key, args.output)
+    if key is None:  # argparse requires --signing-key; a caller building Namespaces by hand may not
+        raise UsageError("sign needs --signing-key KEY.pem")
+    result = sign_archive(require_file(args.archive, "archive"), key, args.output)
     print(f"signed    {result.archive} with key sha256:{result.fingerprint}")
     print(f"sha256    {result.sha256}")
     print(f"bundle    {result.bundle_file}")

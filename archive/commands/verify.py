@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import SignatureVerifyError, VerifyError
+from .inputs import require_archive
 from .keys import add_trust_options, trust
 from .output import print_top
 
@@ -17,7 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Reads the archive without running anything from it. Exit 0 only if every check "
         "holds; each failure prints one 'FAIL file: problem' line.",
     )
-    verify.add_argument("archive", type=Path, help=".mar (zip or tgz) or an unpacked archive folder")
+    verify.add_argument(
+        "archive", type=Path, metavar="ARCHIVE", help=".mar (zip or tgz) or an unpacked archive folder"
+    )
     verify.add_argument(
         "--run",
         action="store_true",
@@ -32,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from ..verify import verify_archive
 
     try:
-        report = verify_archive(args.archive, run=args.run, trust=trust(args))
+        report = verify_archive(require_archive(args.archive), run=args.run, trust=trust(args))
     except VerifyError as exc:
         for name, problem in exc.problems:
             print(f"FAIL {name}: {problem}")
@@ -55,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"   signed by key sha256:{signer.fingerprint}{subject} ({files})")
     elif report.signed:
         print(
-            "   signed, but not checked: give --public-key (or --certificate-chain) to verify who signed it"
+            "   signed, but not checked: give --trusted-key (or --trusted-certificate-chain) "
+            "to verify who signed it"
         )
     else:
         print("   (this proves the archive is intact, not who made it: it is not signed)")
