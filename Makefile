@@ -4,8 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 MODEL  ?=
+SIGN_KEY ?=
 BATCH_SIZE ?=
 ARCHIVE := model_store/squeezenet_v1.1.mar
+# What the archive is built from: rebuilt only when one of these changed (or MODEL names another file).
+ARCHIVE_INPUTS := signature.json synset.txt handler/squeezenet_service.py $(wildcard handler/squeezenet_handler/*.py)
+BUILD_ARGS := model_store/.build-args
 
 .PHONY: setup test test-quick lint serve archive verify bench bench-setup clean
 
@@ -33,9 +37,28 @@ test-quick: setup
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-## Build model_store/squeezenet_v1.1.mar (model zoo download, or MODEL=path/to/squeezenet1.1.onnx).
-archive: setup
-	$(BIN)/squeezenet-mar build $(if $(MODEL),--model-file $(MODEL)) --output $(ARCHIVE)
+## Build model_store/squeezenet_v1.1.mar (model zoo download, or MODEL=path/to/squeezenet1.1.onnx;
+## SIGN_KEY=keys/publisher.pem signs it). Only when its inputs changed: a signed archive is never
+## rebuilt unsigned behind your back, and `make serve` serves the archive you have.
+archive: $(ARCHIVE)
+ifneq ($(SIGN_KEY),)
+	@test -f $(ARCHIVE).sig || $(BIN)/squeezenet-mar sign $(ARCHIVE) --signing-key $(SIGN_KEY)
+endif
+
+$(ARCHIVE): $(ARCHIVE_INPUTS) $(MODEL) $(BUILD_ARGS) | $(STAMP)
+	@if test -f $(ARCHIVE).sig && test -z "$(SIGN_KEY)"; then \
+		echo "error: $(ARCHIVE) is signed and its inputs changed: rebuilding would drop its signature." \
+			"Rebuild and sign with SIGN_KEY=path/to/key.pem, or delete $(ARCHIVE) first"; exit 2; fi
+	$(BIN)/squeezenet-mar build $(if $(MODEL),--model-file $(MODEL)) --output $(ARCHIVE) \
+		$(if $(SIGN_KEY),--signing-key $(SIGN_KEY))
+
+# The model the archive is built from, as a file whose date changes only when MODEL does.
+$(BUILD_ARGS): FORCE
+	@mkdir -p $(dir $@)
+	@echo 'MODEL=$(MODEL)' | cmp -s - $@ || echo 'MODEL=$(MODEL)' > $@
+
+.PHONY: FORCE
+FORCE:
 
 verify: setup
 	$(BIN)/squeezenet-mar verify $(ARCHIVE)
@@ -59,6 +82,6 @@ bench-setup:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends apache2-utils >/dev/null; }; }
 
 clean:
-	rm -rf $(VENV) model_store/*.mar model_store/*.sha256 logs .pytest_cache
+	rm -rf $(VENV) model_store/*.mar model_store/*.sha256 model_store/*.sig $(BUILD_ARGS) logs .pytest_cache
 
 include deploy/image.mk

@@ -10,8 +10,11 @@
 #    REBUILD_BASE=1 rebuilds it. On a machine with a registry, PULL_BASE=1 pulls the official
 #    python:3.11-slim-bookworm instead (the Containerfile's default BASE_IMAGE).
 #
-# Podman runs with deploy/podman/containers.conf (export CONTAINERS_CONF to it, as `make image`
-# and the tests do): runc, cgroupfs, file events and ulimits this machine's hard limits allow.
+# 3. Installs deploy/podman/containers.conf as a podman drop-in, /etc/containers/containers.conf.d/
+#    50-squeezenet-mar.conf (root only; quiet when unchanged), so that plain `podman run` works as the
+#    README writes it: runc, cgroupfs, file events, and ulimits within this machine's hard limits
+#    (podman's defaults exceed them: "error setting rlimit type 7"). `make image` and the tests also
+#    point CONTAINERS_CONF at the repository's file, which works without the drop-in.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -36,6 +39,22 @@ if ((${#missing[@]})); then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
         2> >(grep -v "delaying package configuration, since apt-utils" >&2)
+fi
+
+# The drop-in: the repository's settings, nofile capped at this machine's hard limit.
+DROP_IN=/etc/containers/containers.conf.d/50-squeezenet-mar.conf
+hard_nofile=$(ulimit -Hn)
+nofile=20000
+if [[ $hard_nofile != unlimited ]] && ((hard_nofile < nofile)); then nofile=$hard_nofile; fi
+wanted="$(sed "s/nofile=20000:20000/nofile=$nofile:$nofile/" "$HERE/podman/containers.conf")"
+if [[ ! -f $DROP_IN || "$(cat "$DROP_IN")" != "$wanted" ]]; then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "error: installing $DROP_IN needs root (run: sudo $0)" >&2
+        exit 1
+    fi
+    mkdir -p "$(dirname "$DROP_IN")"
+    printf '%s\n' "$wanted" > "$DROP_IN"
+    echo "installed $DROP_IN (podman settings for this machine: runc, cgroupfs, ulimits)"
 fi
 
 if podman image exists "$LOCAL_BASE" && [[ -z "${REBUILD_BASE:-}" ]]; then
