@@ -6,7 +6,9 @@ the archive but the bundle itself, stored inside it as ``MAR-INF/model.sig`` and
 code is harmless. Verifying needs no extraction: the bundle's statement lists each file's SHA-256,
 compared with the digests the archive reader computed while streaming the entries.
 
-    Trust          what the verifier trusts: one public key, or a certificate chain (CA first)
+    Trust          what the verifier trusts: one public key, or a certificate chain (CA first) and
+                   optionally the signer's identity (``subject:CN=...``, ``email:...``, ``uri:...``,
+                   ``dns:...``); from options, or from the environment (``trust_from_environment``)
     SigningKey     what the signer holds: a private key, plus certificate and chain in certificate mode
 """
 
@@ -14,14 +16,23 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from squeezenet_handler.signing import (
+    TRUSTED_CHAIN,
+    TRUSTED_IDENTITY,
+    TRUSTED_KEY,
     SignatureError,
     SignatureInfo,
+    TrustSettingError,
     key_fingerprint,
+    load_certificates,
+    load_public_key,
+    parse_identity,
     sign_files,
+    trusted_signer_from_environment,
     verify_digests,
 )
 
@@ -35,29 +46,59 @@ BUNDLE_SUFFIX = ".sig"  # the bundle's copy beside the archive: squeezenet_v1.1.
 
 @dataclass(frozen=True)
 class Trust:
-    """Exactly one of a public key (key mode) or a certificate chain (certificate mode)."""
+    """Exactly one of a public key (key mode) or a certificate chain (certificate mode), checked to
+    load; in certificate mode optionally the signer's identity, which must then match."""
 
     public_key: Path | None = None
     certificate_chain: tuple[Path, ...] = ()
+    identity: str | None = None
 
     def __post_init__(self) -> None:
         if (self.public_key is None) == (not self.certificate_chain):
             raise UsageError("name exactly one of a public key or a certificate chain to trust")
+        if self.identity is not None and self.public_key is not None:
+            raise UsageError("a trusted identity pins a certificate's signer: it needs a certificate chain")
         for path in (self.public_key, *self.certificate_chain):
             if path is not None and not path.is_file():
                 raise UsageError(f"{path}: no such key or certificate file")
+        try:
+            if self.public_key is not None:
+                load_public_key(self.public_key)
+            else:
+                load_certificates(self.certificate_chain)
+            if self.identity is not None:
+                parse_identity(self.identity)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot trust this: {exc}") from exc
 
     def describe(self) -> str:
         if self.public_key is not None:
             return f"key {self.public_key} (sha256:{key_fingerprint(self.public_key)})"
-        return "certificate chain " + ", ".join(str(path) for path in self.certificate_chain)
+        pinned = f", signer {self.identity}" if self.identity else ""
+        return "certificate chain " + ", ".join(str(path) for path in self.certificate_chain) + pinned
 
     def environment(self) -> dict[str, str]:
         """What an MMS process needs for its workers' load-time check (``squeezenet_handler.trust``)."""
         if self.public_key is not None:
-            return {"SQUEEZENET_TRUSTED_KEY": str(self.public_key.resolve())}
-        chain = os.pathsep.join(str(path.resolve()) for path in self.certificate_chain)
-        return {"SQUEEZENET_TRUSTED_CERTIFICATE_CHAIN": chain}
+            return {TRUSTED_KEY: str(self.public_key.resolve())}
+        env = {TRUSTED_CHAIN: os.pathsep.join(str(path.resolve()) for path in self.certificate_chain)}
+        if self.identity is not None:
+            env[TRUSTED_IDENTITY] = self.identity
+        return env
+
+
+def trust_from_environment(env: Mapping[str, str]) -> Trust | None:
+    """What ``env`` says to trust (``SQUEEZENET_TRUSTED_KEY``, or ``SQUEEZENET_TRUSTED_CERTIFICATE_CHAIN``
+    and optionally ``SQUEEZENET_TRUSTED_IDENTITY``): None only when none of them is set. A variable
+    that is set but blank or names nothing usable is a UsageError naming it, never "no check": the
+    same rule as the handler's load-time check (``squeezenet_handler.signing``)."""
+    try:
+        signer = trusted_signer_from_environment(env)
+    except TrustSettingError as exc:
+        raise UsageError(f"cannot trust this: {exc}") from exc
+    if signer is None:
+        return None
+    return Trust(signer.public_key, signer.certificate_chain, signer.identity)
 
 
 @dataclass(frozen=True)
@@ -105,7 +146,11 @@ def verify_signature(contents: ArchiveContents, trust: Trust) -> SignatureInfo:
     digests = {name: entry.sha256 for name, entry in contents.entries.items()}
     try:
         return verify_digests(
-            digests, bundle, public_key=trust.public_key, certificate_chain=trust.certificate_chain
+            digests,
+            bundle,
+            public_key=trust.public_key,
+            certificate_chain=trust.certificate_chain,
+            identity=trust.identity,
         )
     except SignatureError as exc:
         raise SignatureVerifyError(f"{contents.path.name}: {exc}", exc.reason, exc.files) from exc

@@ -68,9 +68,16 @@ def add_trust_options(parser: argparse.ArgumentParser) -> None:
         dest="trusted_chain",
         help="or: the certificate chain to trust (certificate-mode signatures), CA first",
     )
+    parser.add_argument(
+        "--trusted-identity",
+        metavar="KIND:VALUE",
+        dest="trusted_identity",
+        help="with --trusted-certificate-chain: the signer must be this one, 'subject:CN=...' "
+        "(RFC 4514) or an alternative name 'email:...', 'uri:...', 'dns:...'",
+    )
 
 
 def trust(args: argparse.Namespace) -> Trust | None:
-    if args.trusted_key is None and not args.trusted_chain:
+    if args.trusted_key is None and not args.trusted_chain and args.trusted_identity is None:
         return None
-    return Trust(args.trusted_key, tuple(args.trusted_chain))
+    return Trust(args.trusted_key, tuple(args.trusted_chain), args.trusted_identity)

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ArchiveToolError
 from ..server import DEFAULT_WORKERS, MAX_PORT
-from ..signatures import Trust
+from ..signatures import Trust, trust_from_environment
 
 BAKED_DIR = Path("/opt/squeezenet/models")
 
@@ -49,7 +49,7 @@ class Settings:
     response_timeout: int = 120
     startup_timeout: float = 300.0
     stop_timeout: float = 3.0
-    trust: Trust | None = None  # SQUEEZENET_TRUSTED_KEY / SQUEEZENET_TRUSTED_CERTIFICATE_CHAIN
+    trust: Trust | None = None  # SQUEEZENET_TRUSTED_KEY / _CERTIFICATE_CHAIN (+ _IDENTITY); set: must load
     download_timeout: float = 60.0
 
 
@@ -107,10 +107,6 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
     name = env.get("SQUEEZENET_MODEL_NAME", "").strip() or DEFAULT_MODEL_NAME
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_\-.]*", name):
         raise ContainerError(f"SQUEEZENET_MODEL_NAME={name!r}: letters, digits, '_', '-' and '.' only")
-    key = env.get("SQUEEZENET_TRUSTED_KEY", "").strip()
-    chain = tuple(
-        Path(part) for part in env.get("SQUEEZENET_TRUSTED_CERTIFICATE_CHAIN", "").split(":") if part
-    )
     threads = env.get("SQUEEZENET_THREADS", "").strip()
     return Settings(
         urls=parse_urls(env.get("SQUEEZENET_MODEL_URL", "")),
@@ -128,5 +124,5 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         ),
         startup_timeout=float(_positive_int(env, "SQUEEZENET_STARTUP_TIMEOUT", default=300)),
         stop_timeout=float(_positive_int(env, "SQUEEZENET_STOP_TIMEOUT", default=3)),
-        trust=Trust(Path(key) if key else None, () if key else chain) if key or chain else None,
+        trust=trust_from_environment(env),  # a set but blank or broken variable stops the container
     )
