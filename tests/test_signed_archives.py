@@ -1,13 +1,21 @@
-"""Signed archives end to end (issue 13), with keys made by the test: the genuine signed archive is
-accepted everywhere, and five tampered ones are refused by every layer that trusts an archive —
-`verify`, `publish`, `serve` (before MMS sees it) and, with the genuine handler, MMS's registration.
+"""Signed archives end to end (issues 13 and 20), with keys made by the test: the genuine signed
+archive is accepted everywhere, and tampered ones are refused by every layer that trusts an archive —
+`verify`, `publish`, `serve` and the container's entrypoint (before MMS sees it) and, with the genuine
+handler, MMS's registration.
+
+Some additions run before the handler can check anything, because MMS puts the model folder on the
+worker's PYTHONPATH ahead of everything else: a `sitecustomize.py` (at interpreter start), bytecode
+for the entry module (in place of its source), a package named like a dependency. They could switch
+the handler's check off, so they are refused before MMS sees the archive, and these tests show those
+layers refusing them; they are not registered on an MMS.
 
 The tampered archives keep MAR-INF/SHA256SUMS consistent, as an attacker would: only the signature
-can tell them from the genuine one."""
+can tell them from the genuine one. Planted code writes a marker file if it ever runs."""
 
 from __future__ import annotations
 
 import json
+import py_compile
 import subprocess
 import sys
 import zipfile
@@ -19,6 +27,7 @@ import requests
 from harness import ROOT
 from keys import KeyPair, make_key
 from squeezenet_mar.build import BuildOptions, build_archive, sign_archive
+from squeezenet_mar.container import prepare_model_server, settings_from_env
 from squeezenet_mar.errors import PublishError, SignatureVerifyError
 from squeezenet_mar.layout import SHA256SUMS, SIGNATURE_BUNDLE, sha256sums, write_zip
 from squeezenet_mar.server import ModelServer, free_port, read_properties, write_properties
@@ -88,9 +97,58 @@ def model_byte_flipped(signed: Path, keys: dict[str, KeyPair], target: Path) -> 
     return rewrite(files, target)
 
 
-def extra_module(signed: Path, keys: dict[str, KeyPair], target: Path) -> Path:
+def marker_code(target: Path) -> bytes:
+    """Python source that leaves ``ran-<archive name>`` beside the archive when it runs."""
+    marker = target.with_name(f"ran-{target.stem}")
+    return f"open({str(marker)!r}, 'w').write('planted code ran')\n".encode()
+
+
+def unchecked_pyc(source: bytes, folder: Path) -> bytes:
+    """Bytecode of ``source`` that Python runs without looking at the .py beside it (PEP 552)."""
+    (folder / "planted.py").write_bytes(source)
+    compiled = py_compile.compile(
+        str(folder / "planted.py"),
+        cfile=str(folder / "planted.pyc"),
+        doraise=True,
+        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+    )
+    return Path(compiled).read_bytes()
+
+
+BYTECODE_TAG = sys.implementation.cache_tag  # cpython-311
+
+
+def sitecustomize_added(signed: Path, keys: dict[str, KeyPair], target: Path) -> Path:
     files = files_of(signed)
-    files["sitecustomize.py"] = b"import os\nos.environ['PWNED'] = '1'\n"
+    files["sitecustomize.py"] = marker_code(target)
+    return rewrite(files, target)
+
+
+def module_added_to_the_package(signed: Path, keys: dict[str, KeyPair], target: Path) -> Path:
+    files = files_of(signed)
+    files["squeezenet_handler/extra.py"] = marker_code(target)
+    return rewrite(files, target)
+
+
+def bytecode_planted_for_a_package_module(signed: Path, keys: dict[str, KeyPair], target: Path) -> Path:
+    """Python would run this instead of squeezenet_handler/service.py if it imported that normally."""
+    files = files_of(signed)
+    pyc = unchecked_pyc(marker_code(target), target.parent)
+    files[f"squeezenet_handler/__pycache__/service.{BYTECODE_TAG}.pyc"] = pyc
+    return rewrite(files, target)
+
+
+def bytecode_planted_for_the_entry_module(signed: Path, keys: dict[str, KeyPair], target: Path) -> Path:
+    files = files_of(signed)
+    files[f"__pycache__/squeezenet_service.{BYTECODE_TAG}.pyc"] = unchecked_pyc(
+        marker_code(target), target.parent
+    )
+    return rewrite(files, target)
+
+
+def dependency_shadowed(signed: Path, keys: dict[str, KeyPair], target: Path) -> Path:
+    files = files_of(signed)
+    files["PIL/__init__.py"] = marker_code(target)
     return rewrite(files, target)
 
 
@@ -108,7 +166,8 @@ def sign_files_of(archive: Path, keys: dict[str, KeyPair]) -> bytes:
     return files_of(archive)[SIGNATURE_BUNDLE]
 
 
-# name -> (how the archive is made from the signed one, what the refusal says)
+# name -> (how the archive is made from the signed one, what the refusal says). The handler's own
+# check at load catches these too (test_a_trusting_mms_refuses_each_tampered_archive_at_registration).
 TAMPERED = {
     "resigned_by_another_key": (resigned_by_intruder, "wrong key: signed by another key"),
     "unsigned": (unsigned, "unsigned: no signature bundle"),
@@ -116,15 +175,38 @@ TAMPERED = {
         model_byte_flipped,
         "file changed after signing: squeezenet1.1.onnx",
     ),
-    "extra_module_after_signing": (extra_module, "file added after signing: sitecustomize.py"),
+    "module_added_to_the_package": (
+        module_added_to_the_package,
+        "file added after signing: squeezenet_handler/extra.py",
+    ),
+    # squeezenet_service imports its package from source only: this bytecode never runs.
+    "bytecode_planted_for_a_package_module": (
+        bytecode_planted_for_a_package_module,
+        f"file added after signing: squeezenet_handler/__pycache__/service.{BYTECODE_TAG}.pyc",
+    ),
     # Another build of the same project shares most files: the ones that differ are named.
     "bundle_from_another_archive": (bundle_from_another_archive, "file changed after signing: synset.txt"),
 }
+# Code that an MMS worker would run before the handler (see the module docstring): refused before
+# MMS sees the archive, never handed to one.
+RUNS_BEFORE_THE_HANDLER = {
+    "sitecustomize_added": (sitecustomize_added, "file added after signing: sitecustomize.py"),
+    "bytecode_planted_for_the_entry_module": (
+        bytecode_planted_for_the_entry_module,
+        f"file added after signing: __pycache__/squeezenet_service.{BYTECODE_TAG}.pyc",
+    ),
+    "dependency_shadowed": (dependency_shadowed, "file added after signing: PIL/__init__.py"),
+}
+REFUSED_BEFORE_MMS = {**TAMPERED, **RUNS_BEFORE_THE_HANDLER}
 
 
 @pytest.fixture(scope="module")
 def tampered(signed, keys, store) -> dict[str, Path]:
-    return {name: make(signed, keys, store / f"{name}.mar") for name, (make, _) in TAMPERED.items()}
+    return {name: make(signed, keys, store / f"{name}.mar") for name, (make, _) in REFUSED_BEFORE_MMS.items()}
+
+
+def planted_code_ran(store: Path) -> list[str]:
+    return sorted(path.name for path in store.glob("ran-*"))
 
 
 # ------------------------------------------------------------------------------------------- verify
@@ -136,11 +218,12 @@ def test_the_signed_archive_verifies_and_names_its_signer(signed, keys):
     assert (signed.parent / "signed.mar.sig").read_bytes() == files_of(signed)[SIGNATURE_BUNDLE]
 
 
-@pytest.mark.parametrize("name", sorted(TAMPERED))
-def test_verify_refuses_each_tampered_archive(tampered, keys, name):
+@pytest.mark.parametrize("name", sorted(REFUSED_BEFORE_MMS))
+def test_verify_refuses_each_tampered_archive(tampered, keys, store, name):
     assert verify_archive(tampered[name]).ok  # consistent: only the signature tells
-    with pytest.raises(SignatureVerifyError, match=TAMPERED[name][1]):
+    with pytest.raises(SignatureVerifyError, match=REFUSED_BEFORE_MMS[name][1]):
         verify_archive(tampered[name], trust=Trust(public_key=keys["publisher"].public))
+    assert planted_code_ran(store) == []
 
 
 def test_cli_verify_reports_the_fingerprint_and_exits_9_on_a_bad_signature(signed, tampered, keys):
@@ -156,7 +239,7 @@ def test_cli_verify_reports_the_fingerprint_and_exits_9_on_a_bad_signature(signe
         [
             CLI,
             "verify",
-            str(tampered["extra_module_after_signing"]),
+            str(tampered["sitecustomize_added"]),
             "--public-key",
             str(keys["publisher"].public),
         ],
@@ -211,7 +294,7 @@ def test_publish_records_the_verified_signature_and_publishes_the_bundle(signed,
     result = publish_archive(signed, zoo, trust=trust, require_signature=True)
     entry = json.loads((zoo / "index.json").read_text())["models"]["signed"]["1.1"]
     assert entry["signature"] == {
-        "bundle": "signed/1.1/signed.mar.sig",
+        "bundle": f"{result.url}.sig",  # beside the archive, in its release folder
         "verified_by_publisher": True,
         "key_sha256": keys["publisher"].fingerprint,
         "mode": "key",
@@ -233,11 +316,11 @@ def test_require_signature_needs_a_key(signed, tmp_path):
         publish_archive(signed, tmp_path / "zoo", require_signature=True)
 
 
-@pytest.mark.parametrize("name", sorted(TAMPERED))
+@pytest.mark.parametrize("name", sorted(REFUSED_BEFORE_MMS))
 def test_a_zoo_requiring_signatures_refuses_each_tampered_archive(tampered, keys, tmp_path, name):
     zoo = tmp_path / "zoo"
     trust = Trust(public_key=keys["publisher"].public)
-    with pytest.raises(PublishError, match=TAMPERED[name][1]):
+    with pytest.raises(PublishError, match=REFUSED_BEFORE_MMS[name][1]):
         publish_archive(tampered[name], zoo, trust=trust, require_signature=True)
     assert not (zoo / "index.json").exists()
 
@@ -264,11 +347,44 @@ def run_serve(archive: Path, trusted: Path, home: Path) -> subprocess.CompletedP
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("name", sorted(TAMPERED))
-def test_serve_refuses_each_tampered_archive_before_mms_sees_it(tampered, keys, tmp_path, name):
+@pytest.mark.parametrize("name", sorted(REFUSED_BEFORE_MMS))
+def test_serve_refuses_each_tampered_archive_before_mms_sees_it(tampered, keys, store, tmp_path, name):
     done = run_serve(tampered[name], keys["publisher"].public, tmp_path / "serve")
     assert done.returncode == 9, done.stdout + done.stderr
+    assert REFUSED_BEFORE_MMS[name][1] in done.stderr
     assert "starting MMS" not in done.stderr and not (tmp_path / "serve" / ".mms" / "tmp").exists()
+    assert planted_code_ran(store) == []
+
+
+# ------------------------------------------------------------------------- the container's entrypoint
+@pytest.mark.parametrize("name", sorted(REFUSED_BEFORE_MMS))
+def test_the_container_refuses_each_tampered_archive_before_mms_starts(tampered, keys, store, tmp_path, name):
+    """What the entrypoint does before it starts MMS, on a mounted folder holding the archive."""
+    mounted = tmp_path / "models"
+    mounted.mkdir()
+    (mounted / "squeezenet.mar").write_bytes(tampered[name].read_bytes())
+    env = {
+        "SQUEEZENET_MODEL_DIR": str(mounted),
+        "SQUEEZENET_HOME": str(tmp_path / "home"),
+        "SQUEEZENET_TRUSTED_KEY": str(keys["publisher"].public),
+    }
+    with pytest.raises(SignatureVerifyError, match=REFUSED_BEFORE_MMS[name][1]):
+        prepare_model_server(settings_from_env(env), env)
+    assert not (tmp_path / "home" / "config.properties").exists()  # MMS was not configured
+    assert planted_code_ran(store) == []
+
+
+def test_the_container_serves_the_signed_archive_with_the_publishers_key(signed, keys, tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "squeezenet.mar").write_bytes(signed.read_bytes())
+    env = {
+        "SQUEEZENET_MODEL_DIR": str(tmp_path / "models"),
+        "SQUEEZENET_HOME": str(tmp_path / "home"),
+        "SQUEEZENET_TRUSTED_KEY": str(keys["publisher"].public),
+    }
+    launch = prepare_model_server(settings_from_env(env), env)
+    assert launch.models == {"squeezenet": "squeezenet.mar"}
+    assert launch.env["SQUEEZENET_TRUSTED_KEY"] == str(keys["publisher"].public)  # the workers check again
 
 
 # --------------------------------------------------------------------- the handler, at registration
@@ -280,7 +396,8 @@ def trusting_mms(tmp_path_factory, keys, store, tampered):
         tmp_path_factory.mktemp("trusting_mms"),
         store,
         config=ROOT / "config.properties",
-        env=Trust(public_key=keys["publisher"].public).environment(),
+        # PYTHONDONTWRITEBYTECODE empty: Python writes the entry module's bytecode, as on most hosts
+        env={**Trust(public_key=keys["publisher"].public).environment(), "PYTHONDONTWRITEBYTECODE": ""},
     )
     server.start()
     try:
@@ -303,11 +420,14 @@ def test_a_trusting_mms_loads_the_signed_archive(trusting_mms, signed):
     assert answer.status_code == 200 and len(answer.json()) == 5
     log = (trusting_mms.log_dir / "mms_log.log").read_text(errors="replace")
     assert "signature verified" in log
+    # ... beside the bytecode Python wrote for the entry module, the one file the check leaves out
+    written = trusting_mms.home.glob(f"tmp/models/*/__pycache__/squeezenet_service.{BYTECODE_TAG}.pyc")
+    assert len(list(written)) == 1
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("name", sorted(TAMPERED))
-def test_a_trusting_mms_refuses_each_tampered_archive_at_registration(trusting_mms, tampered, name):
+def test_a_trusting_mms_refuses_each_tampered_archive_at_registration(trusting_mms, tampered, store, name):
     from test_robustness import wait_until_unregistered
 
     response = register(trusting_mms, tampered[name], name)
@@ -315,6 +435,7 @@ def test_a_trusting_mms_refuses_each_tampered_archive_at_registration(trusting_m
     assert wait_until_unregistered(trusting_mms, name) == 404
     predicted = requests.post(f"{trusting_mms.inference_url}/predictions/{name}", data=PHOTO, timeout=60)
     assert predicted.status_code == 404
+    assert planted_code_ran(store) == []  # the planted .pyc was refused, never run
 
 
 def test_the_archive_says_it_is_signed_in_its_manifest_not_at_all(signed):

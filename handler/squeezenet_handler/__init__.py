@@ -9,7 +9,7 @@ rest of the repository, so an archive runs on any MMS.
     cores.py           the machine's cores, shared by the workers at run time through lock files
     graph.py           the imported MXNet graph rewritten for oneDNN, the classifier widened
     postprocessing.py  softmax and the top classes
-    trust.py           what the handler checks about its own files at load: signature, checksums
+    trust.py           what the handler checks about its own files at load: owner, signature, checksums
     signing.py         OpenSSF model signing: sign and verify a folder, bytes or an archive's digests
     service.py         the hooks (initialize, preprocess, inference, postprocess) and ``handle``
 """

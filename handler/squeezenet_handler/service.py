@@ -25,7 +25,7 @@ from .errors import BadInput, InferenceError, ModelLoadError, ServiceError, Unsu
 from .images import SEND_AN_IMAGE, preprocess_image
 from .postprocessing import softmax, top_k
 from .signature import SIGNATURE_FILE, SYNSET_FILE, Signature, read_labels, read_signature
-from .trust import check_archive_hashes, check_signature
+from .trust import check_archive_hashes, check_folder_ownership, check_signature
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ class SqueezeNetService:
         started = time.perf_counter()
         props = context.system_properties
         model_dir = Path(props["model_dir"])
+        check_folder_ownership(model_dir)  # no other local user made it or can change it
         check_signature(model_dir)  # origin, when the operator names a trusted key
         check_archive_hashes(model_dir)  # consistency
         sig = read_signature(model_dir / SIGNATURE_FILE)
