@@ -7,41 +7,137 @@ README); busy workers should take one core each, since OpenMP threads that outnu
 at every barrier for a descheduled thread. So each worker holds one core while it works on a batch
 (its *home* core: ``working``), and for the forward pass borrows the cores no other worker holds at
 that moment (``borrowed``). Nobody blocks while holding a borrowed core, so there is no deadlock; a
-worker only ever waits for its home core, at most one forward pass of a neighbour that borrowed it.
+worker waits for its home core at most ``HOME_CORE_WAIT`` (a neighbour's batch, normally), then
+works on the batch without it, on one thread: a lock held for longer (a hung process of the same
+user) slows requests down but never stops them.
 
 The lock files live in ``<temp dir>/squeezenet-cores-<uid>/``: ``core-N.lock`` (the cores) and
 ``worker-N.lock`` (held for life by each worker to number itself; its home core is N mod cores).
 ``flock`` locks vanish with the process that held them, so a killed worker never leaves one behind.
+The folder must belong to this user and have mode 0700, and nothing in it is followed if it is a
+symbolic link: in a shared ``/tmp`` another user could make the folder first, to hold the locks or
+to point lock files at files of their choosing. Such a folder is refused and the worker runs its
+forward passes on a fixed number of threads instead (:func:`shared_cores`, one log line).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
+import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 MAX_WORKERS = 256  # worker numbers tried before a worker shares the last one
+# Seconds a batch waits for its home core. A neighbour legitimately holds it for one batch at most
+# (more workers than cores share home cores) or one forward pass (it borrowed the core). A batch of 8
+# takes 0.23 s (500x375 JPEGs) to 0.40 s (4000x3000) on the README's 2-core machine: 1 s is above
+# that with room for a loaded machine, and bounds what a stuck holder costs each request, far below
+# MMS's 120 s response timeout. Past it the batch runs on one thread, beside the holder.
+HOME_CORE_WAIT = 1.0
+_POLL_LONGEST = 0.002  # seconds between two attempts at a busy lock, at most
+_WARN_EVERY = 60.0  # seconds between two log lines about giving up on the home core
+
+
+class UnsafeLockFolder(OSError):
+    """The lock folder (or a lock file in it) could be another user's: not used."""
+
+
+def default_folder() -> Path:
+    return Path(tempfile.gettempdir()) / f"squeezenet-cores-{os.geteuid()}"
+
+
+def shared_cores(cores: int, folder: Path | None = None) -> CoreTokens | None:
+    """The cores shared with the other workers, or None (fixed threads, one log line) when the lock
+    folder cannot be used safely or at all."""
+    try:
+        return CoreTokens(cores, folder)
+    except OSError as exc:
+        logger.warning("squeezenet: not sharing cores with other workers, fixed threads instead: %s", exc)
+        return None
+
+
+def _open_private_folder(folder: Path) -> int:
+    """A descriptor of ``folder``, made with mode 0700 unless it exists; UnsafeLockFolder unless it
+    is a real folder (not a symbolic link) of this user with mode 0700."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    try:
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise UnsafeLockFolder(f"{folder} is a symbolic link or not a folder") from exc
+        raise
+    status = os.fstat(descriptor)
+    problem = None
+    if status.st_uid != os.geteuid():
+        problem = f"belongs to uid {status.st_uid}, not to this process's user (uid {os.geteuid()})"
+    elif stat.S_IMODE(status.st_mode) != 0o700:
+        problem = f"has mode {stat.S_IMODE(status.st_mode):04o}, not 0700"
+    if problem:
+        os.close(descriptor)
+        raise UnsafeLockFolder(f"{folder} {problem}")
+    return descriptor
+
+
+def _lock_within(descriptor: int, seconds: float) -> bool:
+    """Take the exclusive lock within ``seconds``; False if it stayed busy that long."""
+    deadline = time.monotonic() + seconds
+    pause = 0.0002
+    while True:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pass
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, _POLL_LONGEST)
 
 
 class CoreTokens:
-    """The machine's ``cores`` as lock files; ``working`` and ``borrowed`` are used by one thread."""
+    """The machine's ``cores`` as lock files; ``working`` and ``borrowed`` are used by one thread.
+    Raises UnsafeLockFolder (or another OSError) when the lock folder cannot be used."""
 
-    def __init__(self, cores: int, folder: Path | None = None) -> None:
+    def __init__(self, cores: int, folder: Path | None = None, home_wait: float = HOME_CORE_WAIT) -> None:
         self.cores = max(1, cores)
-        self.folder = folder or Path(tempfile.gettempdir()) / f"squeezenet-cores-{os.getuid()}"
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._tokens = [self._open(f"core-{i}.lock") for i in range(self.cores)]
-        self.worker = self._claim_worker_number()
+        self.folder = folder or default_folder()
+        self.home_wait = home_wait
+        self._home_held = False
+        self._given_up = 0  # batches that ran without their home core since the last log line
+        self._warned_at = -_WARN_EVERY
+        self._folder = _open_private_folder(self.folder)
+        try:
+            self._tokens = [self._open(f"core-{i}.lock") for i in range(self.cores)]
+            self.worker = self._claim_worker_number()
+        finally:
+            os.close(self._folder)  # every lock file this worker uses is open now
         self._home = self.worker % self.cores
 
     def _open(self, name: str) -> int:
-        return os.open(self.folder / name, os.O_RDWR | os.O_CREAT, 0o600)
+        """The lock file ``name`` in the folder, never through a symbolic link; shared by the workers,
+        so it is created if missing, not exclusively."""
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            descriptor = os.open(name, flags, 0o600, dir_fd=self._folder)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafeLockFolder(f"{self.folder / name} is a symbolic link") from exc
+            raise
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode) or status.st_uid != os.geteuid():
+            os.close(descriptor)
+            raise UnsafeLockFolder(f"{self.folder / name} is not a file of this process's user")
+        return descriptor
 
     def _claim_worker_number(self) -> int:
         for number in range(MAX_WORKERS):
@@ -57,20 +153,39 @@ class CoreTokens:
 
     @contextlib.contextmanager
     def working(self) -> Iterator[None]:
-        """Hold the home core for the block (a batch: decoding, forward pass, answers)."""
-        fcntl.flock(self._tokens[self._home], fcntl.LOCK_EX)
+        """Hold the home core for the block (a batch: decoding, forward pass, answers), if it comes
+        free within ``home_wait``; else the block runs without it and ``borrowed`` gives one thread."""
+        self._home_held = _lock_within(self._tokens[self._home], self.home_wait)
+        if not self._home_held:
+            self._gave_up()
         try:
             yield
         finally:
-            fcntl.flock(self._tokens[self._home], fcntl.LOCK_UN)
+            if self._home_held:
+                fcntl.flock(self._tokens[self._home], fcntl.LOCK_UN)
+            self._home_held = False
+
+    def _gave_up(self) -> None:
+        self._given_up += 1
+        now = time.monotonic()
+        if now - self._warned_at >= _WARN_EVERY:
+            logger.warning(
+                "squeezenet: core %d stayed busy for %.1f s (%d batches since the last such line): "
+                "working on one thread without it; is another process of this user holding %s?",
+                self._home,
+                self.home_wait,
+                self._given_up,
+                self.folder / f"core-{self._home}.lock",
+            )
+            self._warned_at, self._given_up = now, 0
 
     @contextlib.contextmanager
     def borrowed(self, wanted: int) -> Iterator[int]:
         """Inside ``working``: the free cores, up to ``wanted`` with the home core, held for the block;
-        yields how many cores are held (at least 1)."""
+        yields how many cores are held (at least 1). Without the home core: 1, nothing borrowed."""
         held = []
         for index in range(self.cores):
-            if len(held) + 1 >= wanted:
+            if len(held) + 1 >= wanted or not self._home_held:
                 break
             if index == self._home:
                 continue

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .cores import CoreTokens
+from .cores import CoreTokens, shared_cores
 from .errors import ModelLoadError
 from .graph import optimize_symbol, pad_output_channels
 from .signature import SIGNATURE_FILE, Signature
@@ -82,11 +82,11 @@ def default_threads() -> int:
 
 def core_tokens() -> CoreTokens | None:
     """The cores this worker shares with its neighbours, or None when ``SQUEEZENET_THREADS`` fixes the
-    thread count."""
+    thread count (or the lock folder is unsafe: see ``cores``)."""
     cores = usable_cores()
     if _positive_env_int("SQUEEZENET_THREADS") is not None or cores < 2:
         return None
-    return CoreTokens(cores)
+    return shared_cores(cores)
 
 
 def free_threads(cores: CoreTokens | None, threads: int) -> contextlib.AbstractContextManager[int]:
