@@ -11,7 +11,7 @@ ARCHIVE := model_store/squeezenet_v1.1.mar
 ARCHIVE_INPUTS := signature.json synset.txt handler/squeezenet_service.py $(wildcard handler/squeezenet_handler/*.py)
 BUILD_ARGS := model_store/.build-args
 
-.PHONY: setup test test-quick lint serve archive verify bench bench-setup clean
+.PHONY: setup system-setup test test-quick lint serve archive verify bench bench-setup clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (MXNet 1.9.1 needs Python 3.11)"; exit 1; }
@@ -24,8 +24,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+## As root, once: the Debian packages outside the virtualenv (nginx, ApacheBench, Prometheus, kubectl),
+## podman and the local container base image. Quiet when everything is there.
+system-setup: container-setup
+	@bash scripts/system-setup.sh
+
 ## The whole test suite, integration, container and load tests included (what CI runs).
-test: setup container-setup bench-setup
+test: setup system-setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -ra
@@ -69,17 +74,13 @@ serve: archive
 	$(BIN)/squeezenet-mar serve $(ARCHIVE) --config config.properties $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE))
 
 ## Every benchmark in one run: benchmarks/results/report.{json,png} (about 6 minutes on 2 cores).
-bench: setup bench-setup
+bench: setup system-setup
 	$(BIN)/python -m benchmarks.run
 
-## ApacheBench (apache2-utils, from Debian, as root; nothing when installed): the serving comparison's
-## load generator. Without it the benchmark falls back to a Python client that shares the cores.
+## ApacheBench (apache2-utils, from Debian, as root): the serving comparison's load generator. Part of
+## system-setup; kept as a name of its own.
 bench-setup:
-	@command -v ab >/dev/null || { \
-		test "$$(id -u)" -eq 0 || { echo "error: installing apache2-utils needs root (sudo make bench-setup)"; exit 1; }; \
-		echo "make bench-setup: installing apache2-utils (ApacheBench) from Debian"; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends apache2-utils >/dev/null 2>&1 || \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends apache2-utils >/dev/null; }; }
+	@bash scripts/system-setup.sh
 
 clean:
 	rm -rf $(VENV) model_store/*.mar model_store/*.sha256 model_store/*.sig $(BUILD_ARGS) logs .pytest_cache

@@ -26,10 +26,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import requests
 from squeezenet_handler.engines import usable_cores
@@ -176,10 +178,13 @@ class ModelServer:
         log_dir: Path | None = None,
         log_config: Path | None = None,
         lean_logging: bool = True,
+        on_output: Callable[[bytes], None] | None = None,
+        overrides: dict[str, str] | None = None,
     ) -> None:
+        """``overrides``: config.properties settings that win over ``config``'s."""
         self.home = home.resolve()
         self.model_store = model_store.resolve()
-        properties = read_properties(config) if config else {}
+        properties = {**(read_properties(config) if config else {}), **(overrides or {})}
         for key, port in (("inference_address", inference_port), ("management_address", management_port)):
             if port is not None:  # the config's host, this port
                 properties[key] = with_port(properties.get(key), port)
@@ -195,6 +200,9 @@ class ModelServer:
         # log4j2.xml: log_config, else LOG4J2_XML when lean_logging, else MMS's own (a stock server)
         self.log_config = log_config.resolve() if log_config else None
         self.lean_logging = lean_logging
+        # None: MMS's output goes to home/mms.out; else each line of it is given to on_output
+        self.on_output = on_output
+        self.tmp = self.home / "tmp"  # TMPDIR of MMS and its workers: pid file, sockets, unpacked models
 
     @classmethod
     def on_free_ports(
@@ -218,9 +226,9 @@ class ModelServer:
             raise ServerError("java not found on PATH: Multi Model Server needs a Java 11+ runtime")
         for url in (self.inference_url, self.management_url):
             _check_port_free(url)
-        tmp = self.home / "tmp"
-        for folder in (self.home, tmp, self.log_dir):
+        for folder in (self.home, self.log_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        tmp = fresh_private_folder(self.tmp)
         config = self.home / "config.properties"
         write_properties(config, self.properties)
         if self.log_config is None and self.lean_logging:
@@ -242,16 +250,21 @@ class ModelServer:
         if models:
             command += ["--models", *models]
         logger.debug("starting MMS: %s", " ".join(command))
-        self._stdout = (self.home / "mms.out").open("ab")
+        self._stdout = None if self.on_output else (self.home / "mms.out").open("ab")
         self.process = subprocess.Popen(
             command,
             cwd=self.home,
             env=env,
-            stdout=self._stdout,
+            stdin=subprocess.DEVNULL,
+            stdout=self._stdout or subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stop() reaches every descendant
         )
         self._group = self.process.pid
+        if self.on_output is not None and self.process.stdout is not None:
+            threading.Thread(
+                target=_pass_lines, args=(self.process.stdout, self.on_output), daemon=True
+            ).start()
         try:
             self._wait_for_ping(timeout)
         except BaseException:
@@ -270,6 +283,21 @@ class ModelServer:
                 pass
             time.sleep(0.3)
         raise ServerError(f"MMS did not answer /ping within {timeout:.0f} s: {self.output_tail()}")
+
+    def pid(self) -> int | None:
+        """The launcher's pid while it runs (``subprocess`` reaps it)."""
+        return self.process.pid if self.process is not None else None
+
+    def running(self) -> bool:
+        """True while MMS's launcher (and so its frontend) runs."""
+        return self.process is not None and self.process.poll() is None
+
+    def answers_ping(self, timeout: float = 2.0) -> bool:
+        """True when MMS's frontend answers its own ``/ping`` (whatever it says of the workers)."""
+        try:
+            return requests.get(f"{self.inference_url}/ping", timeout=timeout).status_code == 200
+        except requests.RequestException:
+            return False
 
     def wait(self) -> int:
         """Block until MMS exits by itself; its exit code."""
@@ -319,6 +347,7 @@ class ModelServer:
         self._group = None  # its id may be reused once every member is gone
         if getattr(self, "_stdout", None):
             self._stdout.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)  # unpacked models are never reused by a later start
 
     def __enter__(self) -> ModelServer:
         return self
@@ -428,6 +457,41 @@ class ModelServer:
                 return pids
             time.sleep(0.3)
         raise ServerError(f"{name}: {count or 'its'} ready worker(s) not seen within {timeout:.0f} s")
+
+
+def fresh_private_folder(folder: Path) -> Path:
+    """``folder`` emptied (or made) and private (0700): MMS reuses an unpacked model it finds in its
+    temporary folder ("model folder already exists"), so every start gets an empty one. Refused while
+    another live MMS uses it (its pid file names a running process)."""
+    pid = _live_model_server(folder / ".model_server.pid")
+    if pid is not None:
+        raise ServerError(f"{folder}: another Multi Model Server (pid {pid}) runs with this folder")
+    if folder.is_symlink() or folder.exists():
+        if folder.is_symlink() or not folder.is_dir():
+            folder.unlink()
+        else:
+            shutil.rmtree(folder)
+    folder.mkdir(mode=0o700, parents=True)
+    return folder
+
+
+def _live_model_server(pid_file: Path) -> int | None:
+    """The pid an MMS pid file names, when that process runs and is MMS's frontend (a restarted
+    container's leftover file may name a pid that now belongs to anything, tini included)."""
+    import psutil
+
+    try:
+        pid = int(pid_file.read_text().strip())
+        command = " ".join(psutil.Process(pid).cmdline())
+    except (OSError, ValueError, psutil.Error):
+        return None
+    return pid if "com.amazonaws.ml.mms.ModelServer" in command else None
+
+
+def _pass_lines(stream: IO[bytes], on_line: Callable[[bytes], None]) -> None:
+    for line in iter(stream.readline, b""):
+        on_line(line)
+    stream.close()
 
 
 def _json_message(response: requests.Response) -> str:

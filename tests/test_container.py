@@ -45,12 +45,13 @@ import requests
 from harness import ROOT
 from keys import KeyPair, make_key
 from squeezenet_handler.engines import usable_cores
+from squeezenet_handler.health import HEALTH_DIR_ENV
 from squeezenet_mar import container as entry
 from squeezenet_mar.build import BuildOptions, build_archive
 from squeezenet_mar.errors import DownloadError, SignatureVerifyError, VerifyError
 from squeezenet_mar.layout import SHA256SUMS, sha256_file, sha256sums, write_zip
 from squeezenet_mar.sagemaker import TAR_MTIME, model_tar_entries, write_model_tar
-from squeezenet_mar.server import free_port
+from squeezenet_mar.server import free_port, fresh_private_folder
 from squeezenet_mar.signatures import SigningKey, Trust
 from test_serving import same_prediction
 
@@ -141,6 +142,8 @@ def test_default_settings_serve_inference_on_all_interfaces_and_management_on_lo
         120,
     )
     assert settings.urls == () and settings.trust is None
+    assert settings.mms_port is None  # MMS's own inference port: a free one on 127.0.0.1, behind nginx
+    assert (settings.drain_timeout, settings.stop_timeout) == (25, 3)  # within SageMaker's 30 s
 
 
 def test_sagemaker_environment_variables_are_honoured():
@@ -154,7 +157,14 @@ def test_sagemaker_environment_variables_are_honoured():
     )
     assert settings.inference_address == "http://0.0.0.0:9090"
     assert settings.management_address == "http://127.0.0.1:10000"
+    assert settings.mms_port == 10001  # every port but the inference port within the safe range
     assert (settings.workers, settings.response_timeout) == (2, 30)
+
+
+def test_on_sagemaker_the_model_server_timeout_defaults_to_sagemakers_60_s():
+    assert entry.settings_from_env({"SAGEMAKER_BIND_TO_PORT": "8080"}).response_timeout == 60
+    assert entry.settings_from_env({"SAGEMAKER_SAFE_PORT_RANGE": "10000-10999"}).response_timeout == 60
+    assert entry.settings_from_env({}).response_timeout == 120
 
 
 @pytest.mark.parametrize(
@@ -182,9 +192,9 @@ def test_several_urls_are_split_on_commas_and_spaces():
     )
 
 
-def test_mms_properties_keep_the_management_api_on_loopback(tmp_path):
-    properties = entry.mms_properties(entry.Settings(), tmp_path / "store")
-    assert properties["inference_address"] == "http://0.0.0.0:8080"
+def test_mms_properties_keep_both_apis_on_loopback_behind_nginx(tmp_path):
+    properties = entry.mms_properties(entry.Settings(), tmp_path / "store", 23456)
+    assert properties["inference_address"] == "http://127.0.0.1:23456"
     assert properties["management_address"] == "http://127.0.0.1:8081"
     assert properties["model_store"] == str(tmp_path / "store")
     assert properties["default_response_timeout_seconds"] == "120"
@@ -306,19 +316,37 @@ def test_a_trusted_key_makes_the_check_verify_the_signature(signed, built):
         entry.check_archive(built.archive, trust)
 
 
-def test_prepare_writes_the_config_and_runs_mms_in_the_foreground(tmp_path, built):
+def test_prepare_puts_nginx_on_the_public_address_and_mms_on_loopback_behind_it(tmp_path, built):
     copy_with_checksum(built.archive, tmp_path / "models")
-    stale = tmp_path / "home" / "tmp" / ".model_server.pid"
-    stale.parent.mkdir(parents=True)
-    stale.write_text("1")  # a restarted container keeps its emptyDir; MMS would refuse to start
-    launch = entry.prepare_model_server(sources(tmp_path), {"PATH": "/usr/bin"})
-    assert launch.command[1:4] == ["--start", "--foreground", "--mms-config"]
-    assert launch.command[-2:] == ["--models", "squeezenet=squeezenet.mar"]
-    assert not stale.exists()
-    config = (tmp_path / "home" / "config.properties").read_text()
-    assert "management_address=http://127.0.0.1:8081\n" in config
-    assert launch.env["TMPDIR"] == launch.env["TEMP"] == str(tmp_path / "home" / "tmp")
-    assert "MMS_DECODE_INPUT_REQUEST" not in launch.env  # the handler sets it in its own worker
+    launch = entry.prepare_model_server(sources(tmp_path))
+    assert launch.front.listen == "0.0.0.0:8080"
+    mms = launch.server.properties
+    assert mms["inference_address"] == f"http://127.0.0.1:{launch.front.upstream.rsplit(':', 1)[1]}"
+    assert mms["management_address"] == "http://127.0.0.1:8081"
+    assert launch.front.health == tmp_path / "home" / "health"
+    assert launch.server.extra_env[HEALTH_DIR_ENV] == str(launch.front.health)
+    assert "MMS_DECODE_INPUT_REQUEST" not in launch.server.extra_env  # the handler sets it itself
+    assert [(m.name, m.entry) for m in launch.models] == [("squeezenet", "squeezenet.mar")]
+
+
+def test_a_restarted_container_s_stale_pid_file_does_not_stop_mms(tmp_path):
+    """A restarted pod keeps its emptyDir: MMS's pid file may name pid 1 (tini, now) or any process."""
+    stale = tmp_path / "tmp" / ".model_server.pid"
+    stale.parent.mkdir()
+    stale.write_text(f"{os.getpid()}")  # alive, but not an MMS
+    (stale.parent / "models" / ("0" * 40)).mkdir(parents=True)  # and an unpacked model MMS would reuse
+    assert fresh_private_folder(stale.parent) == stale.parent
+    assert list(stale.parent.iterdir()) == [] and stale.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_home_that_cannot_be_written_is_one_line_naming_the_fix(tmp_path):
+    """(The container test runs the image with --read-only; here the home lies under a file, which no
+    user, root included, can write into.)"""
+    (tmp_path / "file").write_text("")
+    with pytest.raises(entry.ContainerError) as refused:
+        entry.prepare_model_server(sources(tmp_path, home=tmp_path / "file" / "home"))
+    message = str(refused.value)
+    assert "is not writable" in message and "--tmpfs /tmp" in message and "\n" not in message
 
 
 # ------------------------------------------------------------------------------- model.tar.gz
@@ -380,7 +408,7 @@ class Entrypoint:
     process: subprocess.Popen[bytes]
     url: str
     log: Path
-    ready_file: Path
+    home: Path
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -417,8 +445,9 @@ def entrypoint(tmp_path) -> Iterator[Callable[[Path], Entrypoint]]:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        ready = Path(env["SQUEEZENET_HOME"]) / "ready"
-        started.append(Entrypoint(process, f"http://127.0.0.1:{inference}", log, ready))
+        started.append(
+            Entrypoint(process, f"http://127.0.0.1:{inference}", log, Path(env["SQUEEZENET_HOME"]))
+        )
         return started[-1]
 
     yield start
@@ -457,20 +486,17 @@ def test_entrypoint_serves_and_sigterm_stops_every_process(entrypoint, tmp_path,
     answer = wait_for_prediction(server.url, lambda: server.process.poll() is None, server.output)
     [local] = inprocess.predict_bytes([PHOTO])
     assert same_prediction(answer.json(), local.body)
-    deadline = time.monotonic() + START_TIMEOUT
-    while not server.ready_file.is_file():  # the entrypoint's own warm-up has been answered too
-        assert time.monotonic() < deadline and server.process.poll() is None, server.output()[-3000:]
-        time.sleep(0.05)
+    assert requests.get(f"{server.url}/ping", timeout=10).json() == {"status": "Healthy"}
     procs = server.processes()
-    assert len(procs) >= 4  # entrypoint, launcher, Java frontend, worker (and its fork)
+    assert len(procs) >= 6  # entrypoint, nginx (2), launcher, Java frontend, worker (and its fork)
     began = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(timeout=30) == 0
     assert time.monotonic() - began < STOP_LIMIT
     _gone, alive = psutil.wait_procs(procs, timeout=1)
     assert alive == []
-    assert "ready after" in server.output() and "MMS stopped" in server.output()
-    assert not server.ready_file.exists()  # a stopped server is not ready
+    assert "ready after" in server.output() and "stopped, " in server.output()
+    assert not (server.home / "health" / "ready").exists()  # a stopped server is not ready
 
 
 @pytest.mark.integration

@@ -26,6 +26,7 @@ MMS 1.1.11 facts these tests rely on (measured):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -631,16 +632,18 @@ def run_serve(
     home: Path,
     timeout: float = 120.0,
     while_serving: Callable[[list[Any]], None] | None = None,
+    stop_after: bool = False,
 ) -> ServeOutcome:
-    """``squeezenet-mar serve --archive ARCHIVE`` on free ports until it serves or exits. Once it
-    serves: ``while_serving(its descendants)`` if given, else SIGINT; then wait for it to exit."""
+    """``squeezenet-mar serve ARCHIVE`` on free ports until it serves or exits. Once it serves:
+    ``while_serving(its descendants)`` if given (then, with ``stop_after``, SIGINT), else SIGINT;
+    then wait for it to exit."""
     import psutil
 
     home.mkdir(parents=True)
     config = home / "config.properties"
     ports = {f"{api}_address": f"http://127.0.0.1:{free_port()}" for api in ("inference", "management")}
     write_properties(config, {**read_properties(ROOT / "config.properties"), **ports})
-    command = [str(Path(sys.executable).with_name("squeezenet-mar")), "serve", "--archive", str(archive)]
+    command = [str(Path(sys.executable).with_name("squeezenet-mar")), "serve", str(archive)]
     command += ["--config", str(config), "--home", str(home / ".mms"), "--log-dir", str(home / "logs")]
     output = home / "serve.out"
     served, descendants = False, []
@@ -655,6 +658,8 @@ def run_serve(
                 descendants = psutil.Process(process.pid).children(recursive=True)
                 if while_serving is not None:
                     while_serving(descendants)
+                    if stop_after:
+                        process.send_signal(signal.SIGINT)  # our own child, by PID
                     process.wait(timeout=90)
         finally:
             if process.poll() is None:
@@ -663,23 +668,45 @@ def run_serve(
     return ServeOutcome(served, process.returncode, output.read_text(), [p.pid for p in descendants])
 
 
-def test_serve_stops_every_worker_when_the_frontend_dies(built, tmp_path):
-    """kill -9 of MMS's Java frontend: serve says so, exits 1, and leaves no worker behind (they used
-    to live on under PID 1, with zombie children)."""
+def test_serve_restarts_mms_when_its_frontend_dies_and_leaves_no_worker_behind(built, tmp_path):
+    """kill -9 of MMS's Java frontend: its workers used to live on under PID 1 and the server was gone.
+    serve stops what is left of that MMS (the whole process group), starts a fresh one and answers
+    again; after a stop nothing it ever started runs."""
+    import psutil
+
+    seen: list[int] = []
 
     def kill_the_frontend(descendants: list[Any]) -> None:
         [java] = [p for p in descendants if Path(p.cmdline()[0]).name == "java"]
-        assert any("model_service_worker" in " ".join(p.cmdline()) for p in descendants)
+        workers = [p for p in descendants if "model_service_worker" in " ".join(p.cmdline())]
+        assert workers
+        url = f"{_public_url(tmp_path / 'serve')}/predictions/squeezenet"
         java.kill()  # a process our serve started
+        psutil.wait_procs(workers, timeout=30)  # serve stopped the dead frontend's workers
+        deadline = time.monotonic() + 30
+        answer = None
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.RequestException):
+                answer = requests.post(url, data=images.jpeg(), timeout=10)
+                if answer.status_code == 200:
+                    break
+            time.sleep(0.2)
+        assert answer is not None and answer.status_code == 200
+        seen.extend(p.pid for p in psutil.Process(os.getpid()).children(recursive=True))
 
     (tmp_path / "store").mkdir()
     copy = tmp_path / "store" / built.archive.name
     copy.write_bytes(built.archive.read_bytes())
-    outcome = run_serve(copy, tmp_path / "serve", while_serving=kill_the_frontend)
-    assert outcome.served and outcome.exit_code == 1, outcome.output
-    assert "frontend stopped by itself" in outcome.output
-    survivors = [p for p in map(_alive, outcome.processes) if p is not None]
+    outcome = run_serve(copy, tmp_path / "serve", while_serving=kill_the_frontend, stop_after=True)
+    assert outcome.served and outcome.exit_code == 0, outcome.output
+    assert "restarting MMS" in outcome.output and "MMS restarted in" in outcome.output
+    survivors = [p for p in map(_alive, [*outcome.processes, *seen]) if p is not None]
     assert survivors == [], [(p.pid, p.cmdline()) for p in survivors]
+
+
+def _public_url(home: Path) -> str:
+    """The inference address run_serve wrote into the config it gave serve."""
+    return read_properties(home / "config.properties")["inference_address"]
 
 
 def _alive(pid: int) -> Any:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import signal
 import sys
 from pathlib import Path
+
+from squeezenet_handler.health import HEALTH_DIR_ENV
 
 from .. import MODEL_NAME
 from ..client import DEFAULT_MODEL
@@ -70,7 +71,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..server import ModelServer, Registration
     from ..verify import verify_archive
 
     archive = archive_path(args)
@@ -91,64 +91,67 @@ def run(args: argparse.Namespace) -> int:
     trusted = trust(args)
     if trusted is not None:  # the workers' genuine handler checks again at load (squeezenet_handler.trust)
         env.update(trusted.environment())
+    home = args.home.resolve()
     # MMS loads a private copy, checked before MMS sees it (without running anything from it): MMS
     # 1.1.11 unpacks what Java's ZipInputStream finds before any handler runs, and answers a failed
     # load with only "Failed to start workers". With a trusted key, the signature must verify too.
-    store = args.home.resolve() / "model_store"
+    store = home / "model_store"
     store.mkdir(parents=True, exist_ok=True)
     copy = store / archive.name
     shutil.copyfile(archive, copy)
     report = verify_archive(copy, trust=trusted)
     if report.signature is not None:
         print(f"signature verified: key sha256:{report.signature.fingerprint}", flush=True)
+    return serve_archive(args, copy, home, env)
+
+
+def serve_archive(args: argparse.Namespace, copy: Path, home: Path, env: dict[str, str]) -> int:
+    """nginx on the config's inference address, MMS behind it on 127.0.0.1, supervised until a stop."""
+    from ..inprocess import smoke_image
+    from ..server import ModelServer, free_port, read_properties, with_port
+    from ..serving import FrontSettings, ServedModel, ServingStack, StackOptions
+
+    properties = read_properties(args.config)
+    public = properties.get("inference_address", "http://127.0.0.1:8080")
+    if args.port is not None:
+        public = with_port(public, args.port)
+    health = home / "health"
     server = ModelServer(
-        args.home,
-        store,
+        home / "mms",
+        copy.parent,
         config=args.config,
-        inference_port=args.port,
         management_port=args.management_port,
-        env=env,
+        overrides={"inference_address": f"http://127.0.0.1:{free_port()}"},  # behind nginx only
+        env={**env, HEALTH_DIR_ENV: str(health)},
         log_dir=args.log_dir,
     )
-    # Explicitly, for SIGINT too: a background job of a non-interactive shell starts with SIGINT ignored.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(signal.SIGINT, _raise_interrupt)
-    try:
-        server.start()
-        server.register(
-            Registration(
-                url=archive.name,
-                name=args.model,
-                batch_size=args.batch_size,
-                max_batch_delay_ms=args.max_batch_delay,
-                workers=args.workers,
-            )
-        )
+    front = FrontSettings(
+        listen=public.split("://", 1)[-1],
+        upstream=server.inference_url.split("://", 1)[-1],
+        home=home / "nginx",
+        health=health,
+        max_body_bytes=int(properties.get("max_request_size", 6553500)),
+        response_timeout=int(properties.get("default_response_timeout_seconds", 120)),
+    )
+    model = ServedModel(args.model, copy.name, args.batch_size, args.max_batch_delay, args.workers)
+
+    def banner(seconds: float) -> None:
         print(
-            f"serving {archive.name} as '{args.model}': batch size {args.batch_size}, "
-            f"max batch delay {args.max_batch_delay} ms, {args.workers} worker(s)"
+            f"serving {copy.name} as '{args.model}': batch size {args.batch_size}, "
+            f"max batch delay {args.max_batch_delay} ms, {args.workers} worker(s); ready in {seconds:.1f} s"
         )
-        print(f"  inference  {server.inference_url}/predictions/{args.model}")
+        print(f"  inference  {public}/predictions/{args.model}   (nginx in front of MMS)")
+        print(f"  health     {public}/ping   (200 only while a worker can answer)")
         print(f"  management {server.management_url}/models   (no authentication: keep it on 127.0.0.1)")
-        print(f"  logs       {args.log_dir}/   Ctrl-C stops")
-        print(
-            f"try: curl -X POST {server.inference_url}/predictions/{args.model} -T samples/grace_hopper.jpg",
-            flush=True,
-        )
-        code = server.wait()
-        print(
-            f"error: Multi Model Server's frontend stopped by itself (launcher exit code {code}); "
-            f"stopping its workers. Last lines of its output:\n{server.output_tail()}",
-            file=sys.stderr,
-        )
-        return 1
-    except KeyboardInterrupt:
-        print("stopping Multi Model Server ...", file=sys.stderr)
-        return 0
-    finally:
-        server.stop()
-        print("stopped", file=sys.stderr)
+        print(f"  logs       {args.log_dir}/   Ctrl-C or SIGTERM drains and stops")
+        print(f"try: curl -X POST {public}/predictions/{args.model} -T samples/grace_hopper.jpg", flush=True)
 
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    options = StackOptions(register=True, warm_up_image=smoke_image(), on_ready=banner)
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / "mms.out").open("ab") as output:
+        code = ServingStack(server, front, [model], options, output).run()
+    print(
+        "stopped" if code == 0 else f"error: the server stopped (exit code {code}); see {home / 'mms.out'}",
+        file=sys.stderr,
+    )
+    return code

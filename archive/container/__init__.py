@@ -107,10 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from_env(os.environ)
         if command == "healthcheck":
-            healthy = healthcheck(local_url(settings.inference_address), settings.home / "ready")
-            return 0 if healthy else 1
-        launch = prepare_model_server(settings, os.environ)
-        return run_model_server(launch, settings.startup_timeout, settings.stop_timeout)
+            return 0 if healthcheck(local_url(settings.inference_address)) else 1
+        launch = prepare_model_server(settings)
+        return run_model_server(launch, settings)
     except (VerifyError, SignatureVerifyError) as exc:
         print(f"error: an archive failed verification; MMS was not started:\n{exc}", file=sys.stderr)
         return exc.exit_code

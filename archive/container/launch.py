@@ -1,20 +1,23 @@
-"""What MMS runs with in the container: its config.properties, log configuration, environment and
-command line, prepared from the settings and the checked archives."""
+"""What the container runs: MMS's config.properties, log configuration and environment, and nginx's
+settings, prepared from the settings and the checked archives."""
 
 from __future__ import annotations
 
 import logging
-import shutil
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..server import write_properties
+from squeezenet_handler.health import HEALTH_DIR_ENV
+
+from ..server import ModelServer, free_port
+from ..serving import FrontSettings, ServedModel
 from .archives import locate_archives, model_names, stage_archives
-from .settings import Settings
+from .settings import ContainerError, Settings
 
 logger = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 25 * 1024 * 1024  # as the repository's config.properties: a camera photo fits
 
 
 # MMS's log4j2 configuration for a container: everything on stdout, where container runtimes collect
@@ -42,32 +45,27 @@ LOG4J2_XML = """\
 """
 
 
-def mms_properties(settings: Settings, store: Path) -> dict[str, str]:
-    """MMS's config.properties: inference on all interfaces, management on loopback, the model store,
-    and the limits of the repository's config.properties."""
+def mms_properties(settings: Settings, store: Path, mms_port: int) -> dict[str, str]:
+    """MMS's config.properties: inference on 127.0.0.1 behind nginx, management on loopback, the model
+    store, and the limits of the repository's config.properties."""
     return {
-        "inference_address": settings.inference_address,
+        "inference_address": f"http://127.0.0.1:{mms_port}",
         "management_address": settings.management_address,
         "model_store": str(store),
         "default_workers_per_model": str(settings.workers),
         "job_queue_size": "100",
-        "max_request_size": str(25 * 1024 * 1024),
+        "max_request_size": str(MAX_REQUEST_BYTES),
         "max_response_size": "6553500",
         "default_response_timeout_seconds": str(settings.response_timeout),
     }
 
 
-def mms_environment(base: Mapping[str, str], settings: Settings, tmp: Path) -> dict[str, str]:
-    """The environment of MMS and its workers: a private tmp for the pid file, sockets and unpacked
-    models; a fixed thread count, if set. (The handler makes its worker take request bodies as bytes
-    itself, and reads the trusted key, if any, from the environment the workers inherit.)"""
-    env = dict(base)
-    env.update(
-        TMPDIR=str(tmp),
-        TEMP=str(tmp),
-        LOG_LOCATION=str(tmp),
-        METRICS_LOCATION=str(tmp),
-    )
+def mms_environment(settings: Settings, health: Path) -> dict[str, str]:
+    """What MMS and its workers get besides the container's environment (``ModelServer`` adds a private
+    tmp and the log folders): where loaded workers announce themselves, a fixed thread count if set.
+    (The handler makes its worker take request bodies as bytes itself, and reads the trusted key, if
+    any, from the environment the workers inherit.)"""
+    env = {HEALTH_DIR_ENV: str(health)}
     if settings.threads is not None:
         env["SQUEEZENET_THREADS"] = str(settings.threads)
     return env
@@ -75,44 +73,64 @@ def mms_environment(base: Mapping[str, str], settings: Settings, tmp: Path) -> d
 
 @dataclass(frozen=True)
 class Launch:
-    """What :func:`run_model_server` starts: MMS's command line and environment, and its models."""
+    """What :func:`run_model_server` runs: MMS (not started yet), nginx's settings, the models."""
 
-    command: list[str]
-    env: dict[str, str]
-    models: dict[str, str]  # name -> entry in the model store
-    inference_url: str  # as reached from inside the container
-    ready_file: Path  # written once every model has answered; the HEALTHCHECK looks for it
+    server: ModelServer
+    front: FrontSettings
+    models: list[ServedModel]
+    inference_url: str  # the public address as reached from inside the container
 
 
 def local_url(address: str) -> str:
-    """An MMS address as a client inside the container reaches it."""
+    """An address as a client inside the container reaches it."""
     return address.replace("://0.0.0.0:", "://127.0.0.1:")
 
 
-def prepare_model_server(settings: Settings, env: Mapping[str, str]) -> Launch:
-    """Find, copy and check the archives, write config.properties and the log configuration, and
-    return the command that runs MMS in the foreground. Starts nothing."""
+def check_writable(home: Path) -> None:
+    """``SQUEEZENET_HOME`` must be writable (MMS unpacks models and keeps its sockets there): one line
+    naming the fix instead of a traceback on a read-only root filesystem."""
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        probe = home / ".writable"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ContainerError(
+            f"SQUEEZENET_HOME={home} is not writable ({exc.strerror}): on a read-only root filesystem "
+            "mount a writable folder at /tmp (docker run --read-only --tmpfs /tmp:rw,exec ..., "
+            "or a Kubernetes emptyDir), or point SQUEEZENET_HOME at one"
+        ) from exc
+
+
+def prepare_model_server(settings: Settings, env: Mapping[str, str] | None = None) -> Launch:
+    """Find, copy and check the archives, and configure MMS and nginx for them. Starts nothing.
+    (``env``: unused, kept for callers of release 1.1.0; settings come from ``settings_from_env``.)"""
     home = settings.home
-    tmp = home / "tmp"
-    if tmp.exists():  # a restarted container keeps its emptyDir: MMS would find its old pid file
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    check_writable(home)
     source, archives = locate_archives(settings, home / "downloads")
     logger.info("model source: %s (%s)", source, ", ".join(p.name for p in archives))
     store = home / "model_store"
     models = stage_archives(model_names(archives, settings.model_name), store, settings.trust)
-    config = home / "config.properties"
-    write_properties(config, mms_properties(settings, store))
     log_config = home / "log4j2.xml"
     log_config.write_text(LOG4J2_XML)
-    launcher = Path(sys.executable).with_name("multi-model-server")
-    command = [str(launcher), "--start", "--foreground", "--mms-config", str(config)]
-    command += ["--model-store", str(store), "--log-config", str(log_config)]
-    command += ["--models", *(f"{name}={entry}" for name, entry in models.items())]
-    return Launch(
-        command=command,
-        env=mms_environment(env, settings, tmp),
-        models=models,
-        inference_url=local_url(settings.inference_address),
-        ready_file=home / "ready",
+    mms_port = settings.mms_port or free_port()
+    health = home / "health"
+    server = ModelServer(
+        home / "mms",
+        store,
+        overrides=mms_properties(settings, store, mms_port),
+        env=mms_environment(settings, health),
+        log_dir=home / "logs",
+        log_config=log_config,
     )
+    front = FrontSettings(
+        listen=settings.inference_address.split("://", 1)[1],
+        upstream=f"127.0.0.1:{mms_port}",
+        home=home / "nginx",
+        health=health,
+        max_body_bytes=MAX_REQUEST_BYTES,
+        response_timeout=settings.response_timeout,
+        drain_seconds=int(settings.drain_timeout),
+    )
+    served = [ServedModel(name, entry, workers=settings.workers) for name, entry in models.items()]
+    return Launch(server, front, served, local_url(settings.inference_address))

@@ -42,15 +42,26 @@ class Settings:
     baked_dir: Path = BAKED_DIR
     model_name: str = DEFAULT_MODEL_NAME
     home: Path = DEFAULT_HOME
-    inference_address: str = "http://0.0.0.0:8080"
+    inference_address: str = "http://0.0.0.0:8080"  # nginx, where clients connect
     management_address: str = "http://127.0.0.1:8081"
+    mms_port: int | None = None  # MMS's own inference port on 127.0.0.1, behind nginx (None: a free one)
     workers: int = DEFAULT_WORKERS
     threads: int | None = None
     response_timeout: int = 120
     startup_timeout: float = 300.0
+    drain_timeout: float = 25.0
     stop_timeout: float = 3.0
     trust: Trust | None = None  # SQUEEZENET_TRUSTED_KEY / _CERTIFICATE_CHAIN (+ _IDENTITY); set: must load
     download_timeout: float = 60.0
+
+
+# SageMaker gives a model server 60 s per invocation (its documented invocation timeout).
+SAGEMAKER_TIMEOUT = 60
+
+
+def on_sagemaker(env: Mapping[str, str]) -> bool:
+    """SageMaker sets variables of its own (``SAGEMAKER_BIND_TO_PORT``, ``SAGEMAKER_SAFE_PORT_RANGE``...)."""
+    return any(name.startswith("SAGEMAKER_") for name in env)
 
 
 def _positive_int(env: Mapping[str, str], *names: str, default: int) -> int:
@@ -91,10 +102,11 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
     port = env.get("SAGEMAKER_BIND_TO_PORT", "").strip()
     inference = f"http://0.0.0.0:{_port('SAGEMAKER_BIND_TO_PORT', port)}" if port else "http://0.0.0.0:8080"
     management = "http://127.0.0.1:8081"
+    mms_port = None
     safe_range = env.get("SAGEMAKER_SAFE_PORT_RANGE", "").strip()
     if safe_range:  # SageMaker: every port but the inference port must lie in this range
-        low = safe_range.split("-", 1)[0]
-        management = f"http://127.0.0.1:{_port('SAGEMAKER_SAFE_PORT_RANGE', low)}"
+        low = _port("SAGEMAKER_SAFE_PORT_RANGE", safe_range.split("-", 1)[0])
+        management, mms_port = f"http://127.0.0.1:{low}", low + 1
     inference = _address("SQUEEZENET_INFERENCE_ADDRESS", env.get("SQUEEZENET_INFERENCE_ADDRESS") or inference)
     management = _address(
         "SQUEEZENET_MANAGEMENT_ADDRESS", env.get("SQUEEZENET_MANAGEMENT_ADDRESS") or management
@@ -119,10 +131,15 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
             env, "SQUEEZENET_WORKERS", "SAGEMAKER_MODEL_SERVER_WORKERS", default=DEFAULT_WORKERS
         ),
         threads=_positive_int(env, "SQUEEZENET_THREADS", default=1) if threads else None,
+        mms_port=mms_port,
         response_timeout=_positive_int(
-            env, "SQUEEZENET_RESPONSE_TIMEOUT", "SAGEMAKER_MODEL_SERVER_TIMEOUT", default=120
+            env,
+            "SQUEEZENET_RESPONSE_TIMEOUT",
+            "SAGEMAKER_MODEL_SERVER_TIMEOUT",
+            default=SAGEMAKER_TIMEOUT if on_sagemaker(env) else 120,
         ),
         startup_timeout=float(_positive_int(env, "SQUEEZENET_STARTUP_TIMEOUT", default=300)),
+        drain_timeout=float(_positive_int(env, "SQUEEZENET_DRAIN_TIMEOUT", default=25)),
         stop_timeout=float(_positive_int(env, "SQUEEZENET_STOP_TIMEOUT", default=3)),
         trust=trust_from_environment(env),  # a set but blank or broken variable stops the container
     )

@@ -22,6 +22,7 @@ import numpy as np
 from .cores import CoreTokens
 from .engines import Engine, core_tokens, default_threads, load_engine
 from .errors import BadInput, InferenceError, ModelLoadError, ServiceError, UnsupportedMediaType
+from .health import announce_loaded
 from .images import SEND_AN_IMAGE, preprocess_image
 from .postprocessing import softmax, top_k
 from .signature import SIGNATURE_FILE, SYNSET_FILE, Signature, read_labels, read_signature
@@ -110,6 +111,7 @@ class SqueezeNetService:
                 f"model answers {probe.shape[1]} classes, but {SYNSET_FILE} has {len(labels)} labels"
             )
         self.signature, self.labels, self.engine = sig, labels, engine
+        announce_loaded(getattr(context, "model_name", "") or model_dir.name)  # for a supervisor, if any
         sharing = f"shared with other workers as worker {self.cores.worker}" if self.cores else "fixed"
         logger.info(
             "squeezenet: engine %s, %d classes, batch <= %d, up to %d threads (%s), loaded in %.0f ms",
