@@ -1,10 +1,13 @@
 """Verify a model archive before anybody serves it: layout, manifest, names, hashes and consistency,
 all without running anything from the archive.
 
-Every check that fails adds one ``(file, problem)`` pair; nothing stops at the first problem. What a
-passing verification proves: the archive is intact and self-consistent (every file matches
-``MAR-INF/SHA256SUMS``, both zip readers see the same files). It does not prove who made it: the
-checksums live inside the archive, so whoever replaces it can rewrite them. Origin needs a signature.
+Every check that fails adds one ``(file, problem)`` pair; nothing stops at the first problem, except
+that an archive whose layout is refused (``layout.read_archive``: an entry over a limit, a name that
+is unsafe or that MMS would unpack elsewhere, a directory entry that is not the folder of a file, a
+zip the two readers see differently) is not checked further. What a passing verification proves: the
+archive is intact and self-consistent (every file matches ``MAR-INF/SHA256SUMS``, both zip readers
+see the same files, nothing else is unpacked). It does not prove who made it: the checksums live
+inside the archive, so whoever replaces it can rewrite them. Origin needs a signature.
 
 ``trust`` (``--public-key`` or ``--certificate-chain``) also checks the archive's signature: who
 published it. A signature that does not verify raises ``SignatureVerifyError`` (exit code 9).
@@ -57,6 +60,9 @@ class VerifyReport:
     top5: list[dict[str, Any]] = field(default_factory=list)  # with run=True: the handler's answer
     signed: bool = False  # the archive carries a signature bundle
     signature: SignatureInfo | None = None  # with a trust: the verified signer
+    # What was read and checked, for a caller that goes on to use the archive (extract it, publish
+    # it): ``layout.extract_checked`` writes exactly these files, so nothing unverified is used.
+    contents: ArchiveContents | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -177,6 +183,7 @@ def verify_archive(path: Path, run: bool = False, trust: Trust | None = None) ->
     except (OSError, ValueError, zipfile.BadZipFile, tarfile.TarError) as exc:
         report.add(path.name, f"cannot open: {exc}")
         raise VerifyError(report.problems) from exc
+    report.contents = contents
     report.files = {name: entry.size for name, entry in sorted(contents.entries.items())}
     for name, reason in contents.refused:
         report.add(name, f"refused entry: {reason}")

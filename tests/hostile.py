@@ -1,10 +1,13 @@
 """Hostile bytes, built here and never checked in: the images, requests and archives an attacker sent
-(issue 11). Each builder says what the bytes do to a naive server."""
+(issues 11 and 20). Each builder says what the bytes do to a naive server or reader."""
 
 from __future__ import annotations
 
+import bz2
+import functools
 import io
 import struct
+import tarfile
 import warnings
 import zipfile
 import zlib
@@ -239,4 +242,97 @@ def zip_bomb(path: Path, entries: int = 4, size: int = 300 * 1024 * 1024) -> Pat
             with out.open(f"zeros{number}.bin", "w") as sink:
                 for _ in range(size // len(block)):
                     sink.write(block)
+    return path
+
+
+# ------------------------------------------------------------------------- entry names MMS unpacks
+def zip_rewritten(
+    archive: bytes, *, rename: dict[str, str] | None = None, directories: tuple[str, ...] = ()
+) -> bytes:
+    """``archive``'s entries in their order, bytes and compression unchanged, some renamed, with
+    ``directories`` (names ending in ``/``) added first as directory entries. The files and their
+    hashes, and so a signature over them, stay the same: only what MMS unpacks changes. A directory
+    entry ``../x/`` makes MMS (``FileUtils.forceMkdir``) create ``x`` beside its unpack folder; a file
+    renamed ``a\\b`` is, for Java on Linux, one file of that name at the root, not ``b`` in ``a``."""
+    rename = rename or {}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(archive)) as source, zipfile.ZipFile(buffer, "w") as target:
+        for name in directories:
+            folder = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            folder.create_system = 3
+            folder.external_attr = (0o40755 << 16) | 0x10  # a directory, for unix and DOS
+            target.writestr(folder, b"")
+        for info in source.infolist():
+            copy = zipfile.ZipInfo(rename.get(info.filename, info.filename), date_time=info.date_time)
+            copy.compress_type, copy.create_system = info.compress_type, info.create_system
+            copy.external_attr = info.external_attr
+            target.writestr(copy, source.read(info))
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------------ archive bombs
+_ZEROS = bytes(1 << 20)
+
+
+@functools.lru_cache(maxsize=8)
+def _bzip2_zeros(size: int) -> bytes:
+    """One bzip2 stream of ``size`` zero bytes."""
+    packer = bz2.BZ2Compressor(9)
+    whole, rest = divmod(size, len(_ZEROS))
+    parts = [packer.compress(_ZEROS) for _ in range(whole)]
+    return b"".join([*parts, packer.compress(_ZEROS[:rest]), packer.flush()])
+
+
+def _bzip2_of_zeros(size: int, chunk: int = 64 * 1024 * 1024) -> bytes:
+    """bzip2 that decompresses to ``size`` zero bytes: one stream of ``chunk`` zeros, compressed once
+    and repeated (bzip2 readers, Python's ``bz2`` and ``tar -j`` alike, read concatenated streams as
+    one), then the rest: 40 GiB in about 40 KB, built in half a second."""
+    whole, rest = divmod(size, chunk)
+    return _bzip2_zeros(chunk) * whole + (_bzip2_zeros(rest) if rest else b"")
+
+
+def bzip2_tar_of_zeros(path: Path, members: list[tuple[str, int]], kind: bytes = tarfile.REGTYPE) -> Path:
+    """A bzip2 tar whose members (name, size) hold zeros: ``[("zeros.bin", 40 << 30)]`` is 40 GiB
+    in about 40 KB, which ``tarfile.getmembers()`` decompresses whole (a minute of CPU) to find the
+    end. ``kind`` ``tarfile.XHDTYPE`` makes each a pax header, whose data tarfile reads into memory."""
+    streams = []
+    for name, size in members:
+        header = tarfile.TarInfo(name)
+        header.size, header.type, header.mode = size, kind, 0o644
+        streams.append(bz2.compress(header.tobuf(format=tarfile.GNU_FORMAT)))
+        streams.append(_bzip2_of_zeros(size + (-size) % tarfile.BLOCKSIZE))
+    streams.append(bz2.compress(bytes(tarfile.RECORDSIZE)))  # the end-of-archive blocks, padded
+    path.write_bytes(b"".join(streams))
+    return path
+
+
+_LOCAL_EMPTY = struct.Struct("<4sHHHHHIIIHH")
+_ZIP64_END = struct.Struct("<4sQHHIIQQQQ")
+_ZIP64_LOCATOR = struct.Struct("<4sIQI")
+
+
+def zip_with_many_entries(path: Path, entries: int, declared: int | None = None) -> Path:
+    """A zip of ``entries`` empty stored files, as zipfile writes it (a zip64 end record past 65,535
+    entries), built in a second: 400,000 entries are 36 MB that ``zipfile.ZipFile`` parses whole,
+    250 MB of ZipInfo objects, before anyone can count them. ``declared``: the count the end
+    record gives instead (no zip64 record then): a directory longer than its end record says."""
+    local, central = io.BytesIO(), io.BytesIO()
+    for number in range(entries):
+        name = f"e{number}".encode()
+        offset = local.tell()
+        local.write(_LOCAL_EMPTY.pack(b"PK\x03\x04", 20, 0, 0, 0, 0x21, 0, 0, 0, len(name), 0) + name)
+        central.write(
+            _CENTRAL.pack(b"PK\x01\x02", 20, 20, 0, 0, 0, 0x21, 0, 0, 0, len(name), 0, 0, 0, 0, 0, offset)
+        )
+        central.write(name)
+    start, directory = local.tell(), central.getvalue()
+    tail = b""
+    count = declared if declared is not None else entries
+    if declared is None and entries > 0xFFFF:
+        end64 = start + len(directory)
+        tail = _ZIP64_END.pack(b"PK\x06\x06", 44, 45, 45, 0, 0, entries, entries, len(directory), start)
+        tail += _ZIP64_LOCATOR.pack(b"PK\x06\x07", 0, end64, 1)
+        count = 0xFFFF
+    end = _END.pack(b"PK\x05\x06", 0, 0, count, count, len(directory), start, 0)
+    path.write_bytes(local.getvalue() + directory + tail + end)
     return path

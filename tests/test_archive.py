@@ -235,6 +235,35 @@ def test_unsafe_or_inconsistent_archives_fail_naming_the_file(built, tmp_path, c
     assert any(file == name and words in problem for file, problem in problems), problems
 
 
+def test_what_is_unpacked_is_what_was_checked(built, tmp_path):
+    """``verify --run`` and ``evaluate`` unpack the files they verified: an archive replaced meanwhile,
+    by another consistent archive or by a bomb, is refused while unpacking, its files never used."""
+    import hostile
+    from squeezenet_mar.layout import extract_checked, read_archive
+
+    archive = tmp_path / "swapped.mar"
+    archive.write_bytes(built.archive.read_bytes())
+    contents = read_archive(archive)
+    rezip(built.archive, archive, {"squeezenet_service.py": b"raise SystemExit('swapped')\n"}, resum=True)
+    with pytest.raises(ValueError, match="changed since the archive was checked"):
+        extract_checked(contents, tmp_path / "first")
+    hostile.zip_with_many_entries(archive, 400_000)
+    with pytest.raises(ValueError, match="changed since the archive was checked"):
+        extract_checked(contents, tmp_path / "second")
+
+    tgz = tmp_path / "swapped.tgz.mar"
+    with tarfile.open(tgz, "w:gz") as packed:
+        for name, data in read_zip(built.archive).items():
+            info = tarfile.TarInfo(f"squeezenet_v1.1/{name}")
+            info.size = len(data)
+            packed.addfile(info, io.BytesIO(data))
+    contents = read_archive(tgz)
+    assert contents.prefix == "squeezenet_v1.1/" and not contents.refused
+    hostile.bzip2_tar_of_zeros(tgz, [("squeezenet_v1.1/MAR-INF/MANIFEST.json", 40 << 30)])
+    with pytest.raises(ValueError, match="changed since the archive was checked: .* is larger than"):
+        extract_checked(contents, tmp_path / "third")
+
+
 @pytest.mark.parametrize(
     "handler", ["../outside:handle", "/tmp/evil:handle", "os.path:join", "missing_mod:handle"]
 )
