@@ -12,6 +12,10 @@ so ``/opt/ml/model/squeezenet_v1.1.mar`` is what the container's entrypoint find
 whole, rather than unpacked, so that the bytes SageMaker serves are the bytes that were verified and
 published, and a signature over the archive (a later addition) covers exactly them.
 
+``write_model_tar`` verifies the archive first (``verify_archive``; with a trust, its signature too)
+and packs exactly the bytes it verified: a private copy, so the file changing meanwhile changes nothing.
+An archive that fails is refused (VerifyError, SignatureVerifyError) and nothing is written.
+
 The file is deterministic: entries sorted, mode 0644, owner 0:0 without names, mtime 1980-01-01
 (the archive's own zip timestamp), gzip header mtime 0 and no file name, so one archive always
 gives the same ``model.tar.gz`` bytes.
@@ -25,11 +29,15 @@ import gzip
 import io
 import logging
 import os
+import shutil
 import tarfile
+import tempfile
 from pathlib import Path
 
 from .errors import ArchiveToolError
 from .layout import sha256_file
+from .signatures import Trust
+from .verify import verify_archive
 
 logger = logging.getLogger(__name__)
 
@@ -52,15 +60,26 @@ def model_tar_entries(archive: Path) -> list[str]:
     return sorted([archive.name, f"{archive.name}.sha256"])
 
 
-def write_model_tar(archive: Path, output: Path) -> Path:
+def write_model_tar(archive: Path, output: Path, trust: Trust | None = None) -> Path:
     """Write SageMaker's ``model.tar.gz`` holding ``archive`` and its sha256 (see the module
-    docstring); returns ``output``. The archive is not checked here (``squeezenet-mar sagemaker``
-    verifies it first, and the container's entrypoint checks it again before MMS sees it)."""
+    docstring); returns ``output``. The archive is verified first, with ``trust`` its signature too
+    (raises VerifyError or SignatureVerifyError; nothing is written then), and the bytes packed are
+    the bytes verified. The container's entrypoint checks it again before MMS sees it."""
     if not archive.is_file():
         raise ArchiveToolError(f"{archive}: not a file (build the archive first: make archive)")
-    digest = sha256_file(archive)
-    checksum = f"{digest}  {archive.name}\n".encode()
     output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".model-tar-", dir=output.parent) as tmp:
+        verified = Path(tmp) / archive.name
+        shutil.copyfile(archive, verified)
+        verify_archive(verified, trust=trust)
+        digest = sha256_file(verified)
+        _write_tar(verified, digest, output)
+    logger.info("wrote %s (%d bytes): %s sha256 %s", output, output.stat().st_size, archive.name, digest)
+    return output
+
+
+def _write_tar(archive: Path, digest: str, output: Path) -> None:
+    checksum = f"{digest}  {archive.name}\n".encode()
     partial = output.with_name(output.name + ".partial")
     try:
         with partial.open("wb") as raw:
@@ -76,5 +95,3 @@ def write_model_tar(archive: Path, output: Path) -> Path:
         os.replace(partial, output)
     finally:
         partial.unlink(missing_ok=True)
-    logger.info("wrote %s (%d bytes): %s sha256 %s", output, output.stat().st_size, archive.name, digest)
-    return output
