@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import random
@@ -390,6 +391,53 @@ def test_an_archive_with_an_unsafe_entry_is_refused(built, folder, tmp_path):
     assert run.code == 5
     assert "../escape.py: refused entry: path escapes the archive folder" in run.err
     assert not (tmp_path.parent / "escape.py").exists()
+
+
+def planted(built: Path, target: Path, mark: Path, resum: bool) -> Path:
+    """The built archive with a handler that writes ``mark`` when imported; its SHA256SUMS updated
+    (``resum``: an archive consistent in itself) or not (one that verify refuses)."""
+    from squeezenet_mar.layout import SHA256SUMS, sha256sums, write_zip
+
+    with zipfile.ZipFile(built) as source:
+        files = {info.filename: source.read(info) for info in source.infolist()}
+    plant = f"import pathlib\npathlib.Path({str(mark)!r}).write_text('the handler ran')\n".encode()
+    files["squeezenet_service.py"] += plant
+    if resum:
+        files[SHA256SUMS] = sha256sums({k: v for k, v in files.items() if k != SHA256SUMS})
+    write_zip(target, files)
+    return target
+
+
+def test_an_archive_verify_refuses_never_runs_in_process(built, tmp_path):
+    """evaluate --archive imported the archive's handler with no check: an archive whose handler no
+    longer matches its SHA256SUMS, or that is not signed by the trusted key, is now refused before
+    any import; the planted handler leaves its mark only when the archive passes."""
+    from keys import make_key
+    from squeezenet_mar.errors import SignatureVerifyError, VerifyError
+    from squeezenet_mar.evaluate import EvaluateOptions, run_evaluation
+    from squeezenet_mar.signatures import Trust
+
+    images_dir = tmp_path / "val"
+    images_dir.mkdir()
+    (images_dir / "a.JPEG").write_bytes(images.jpeg(320, 240, 11))
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a.JPEG 1\n")
+    mark = tmp_path / "mark"
+    options = EvaluateOptions(images=images_dir, labels=labels, progress=False)
+    trust = Trust(public_key=make_key(tmp_path / "keys", "publisher").public)
+
+    inconsistent = planted(built.archive, tmp_path / "inconsistent.mar", mark, resum=False)
+    with pytest.raises(VerifyError, match="squeezenet_service.py: sha256 is"):
+        run_evaluation(dataclasses.replace(options, archive=inconsistent))
+    assert not mark.exists()
+
+    consistent = planted(built.archive, tmp_path / "consistent.mar", mark, resum=True)
+    with pytest.raises(SignatureVerifyError, match="unsigned"):
+        run_evaluation(dataclasses.replace(options, archive=consistent, trust=trust))
+    assert not mark.exists()
+
+    assert run_evaluation(dataclasses.replace(options, archive=consistent)).images == 1
+    assert mark.read_text() == "the handler ran"  # what the refusals above prevented
 
 
 def test_nothing_to_evaluate_without_archive_or_url(folder, tmp_path):

@@ -13,8 +13,9 @@ What is evaluated (:func:`load_samples`, :func:`select_subset`)::
                      drawn by ``random.Random(S)`` from the sorted names (evaluated in sorted order).
 
 Who answers (a :data:`Predictor`): the archive's own handler in this process, fed batches
-(:func:`read_archive_files` reads the archive with ``layout.read_archive`` and refuses it if any
-entry is unsafe; :func:`load_handler` writes it to a temporary folder and loads the handler), or a
+(:func:`read_archive_files` verifies the archive with ``verify_archive``, its signature too when
+``EvaluateOptions.trust`` is given, and refuses it before anything of it is imported;
+:func:`load_handler` writes the verified files to a temporary folder and loads the handler), or a
 running Multi Model Server over HTTP (:class:`ServerPredictor`). Both are asked for the top 5
 classes; a returned class is matched by its position in the archive's ``synset.txt`` (with ``--url``
 and no archive: ``--synset`` or the repository's ``synset.txt``).
@@ -42,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..signatures import Trust
 from .archive_files import ArchiveFiles, read_archive_files
 from .errors import EvaluationError
 from .ground_truth import (
@@ -126,16 +128,18 @@ class EvaluateOptions:
     concurrency: int = 8
     timeout: float = 60.0
     progress: bool = True
+    trust: Trust | None = None  # the archive's signature must verify against it (--trusted-key)
 
 
 def run_evaluation(options: EvaluateOptions) -> Evaluation:
     """Evaluate the archive in-process (``archive`` alone) or a running server (``url``). Inputs are
-    all checked before the model is loaded."""
+    all checked before the model is loaded; an archive is verified (with ``trust``, its signature
+    too) before anything of it runs, and refused with VerifyError or SignatureVerifyError."""
     if options.archive is None and options.url is None:
         raise EvaluationError(NOTHING_TO_EVALUATE)
     if options.archive is not None and options.synset is not None:
         raise EvaluationError("--synset is for --url without --archive; an archive brings its own synset.txt")
-    archive = read_archive_files(options.archive) if options.archive is not None else None
+    archive = read_archive_files(options.archive, options.trust) if options.archive is not None else None
     synset = archive.synset if archive else read_synset_file(options.synset or DEFAULT_SYNSET)
     every = load_samples(options.images, synset, options.labels)
     samples = select_subset(every, options.limit, options.seed)

@@ -1,17 +1,18 @@
-"""The archive read without extracting it: its checked contents (for the in-process handler), its
-synset (the class order of the ground truth), its manifest and digest (for the published record)."""
+"""The archive verified without running anything (``verify_archive``, with the signature when a trust
+is given), then used: its checked contents (for the in-process handler), its synset (the class order
+of the ground truth), its manifest and digest (for the published record). An archive that fails
+verification is refused before any of its code is imported."""
 
 from __future__ import annotations
 
-import tarfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import HANDLER, MODEL_NAME
-from ..errors import VerifyError
-from ..layout import MANIFEST, ArchiveContents, read_archive, sha256_file
+from ..layout import MANIFEST, ArchiveContents, sha256_file
+from ..signatures import Trust
+from ..verify import verify_archive
 from .errors import EvaluationError
 from .ground_truth import read_synset
 
@@ -38,14 +39,14 @@ class ArchiveFiles:
         return (model.get("handler") if isinstance(model, dict) else None) or HANDLER
 
 
-def read_archive_files(archive: Path) -> ArchiveFiles:
-    """A zip or tgz ``.mar`` or a folder, refused when any entry is unsafe (absolute, ``..``, a link)."""
-    try:
-        contents = read_archive(archive)
-    except (OSError, ValueError, zipfile.BadZipFile, tarfile.TarError) as exc:
-        raise EvaluationError(f"{archive}: cannot read the archive: {exc}") from exc
-    if contents.refused:
-        raise VerifyError([(name, f"refused entry: {reason}") for name, reason in contents.refused])
+def read_archive_files(archive: Path, trust: Trust | None = None) -> ArchiveFiles:
+    """A zip or tgz ``.mar`` or a folder, verified first (``verify_archive``: layout, names, hashes,
+    manifest, consistency; with ``trust`` the signature too). Raises VerifyError or
+    SignatureVerifyError for an archive that fails, before anything of it is unpacked or imported;
+    the contents returned are those verified, which is what ``load_handler`` unpacks."""
+    contents = verify_archive(archive, trust=trust).contents
+    if contents is None:
+        raise EvaluationError(f"{archive}: verification read nothing")
     try:
         synset = read_synset(contents.read("synset.txt").decode("utf-8"))
         manifest = contents.manifest() if MANIFEST in contents.kept else {}
