@@ -1,4 +1,5 @@
-"""``publish_archive``: a zoo folder on disk, written by real processes and served over real HTTP.
+"""``publish_archive``: a zoo folder on disk, written by real processes (some killed at every step),
+served over real HTTP and loaded from there by a real MMS.
 
 The archives here are small but valid ``.mar`` zips written with ``layout.write_zip``: the manifest,
 signature.json and synset.txt of the repository, and a dummy model blob (publish never runs the model).
@@ -11,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -26,6 +28,7 @@ from squeezenet_mar.errors import PublishError, VerifyError
 from squeezenet_mar.layout import MANIFEST, SHA256SUMS, manifest_bytes, sha256sums, write_zip
 from squeezenet_mar.verify import verify_archive
 from squeezenet_mar.zoo import INDEX_FILE, LOCK_FILE, S3_NEEDS_BOTO3, publish_archive
+from squeezenet_mar.zoo.release import index_problem
 
 MODEL = "squeezenet_v1.1"
 SOURCE = {
@@ -56,6 +59,31 @@ def replace(src, dst):
     real_replace(src, dst)
 os.replace = replace
 publish_archive(Path(sys.argv[1]), sys.argv[2])
+"""
+
+
+# A publisher killed (SIGKILL) just before its Nth change to the zoo folder: every mkdir, rename over,
+# unlink and rmdir there, so that the kills together leave every state a crash can leave. It prints how
+# many changes it made when it is not killed.
+KILLED_AT_CHANGE = """
+import os, signal, sys
+from pathlib import Path
+from squeezenet_mar.zoo import publish_archive
+archive, zoo, kill_at, force = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4] == "force"
+changes = 0
+def killing(real):
+    def change(path, *args, **kwargs):
+        global changes
+        if os.fspath(path).startswith(zoo):
+            changes += 1
+            if changes == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return real(path, *args, **kwargs)
+    return change
+for name in ("mkdir", "replace", "rename", "link", "unlink", "rmdir"):
+    setattr(os, name, killing(getattr(os, name)))
+publish_archive(archive, zoo, force=force)
+print("changes", changes)
 """
 
 
@@ -115,11 +143,45 @@ def temporaries(zoo: Path) -> list[Path]:
     return sorted(zoo.rglob(".*.tmp"))
 
 
+def release_folders(zoo: Path, version: str = "1.1") -> list[Path]:
+    return sorted(p for p in (zoo / MODEL / version).iterdir() if p.is_dir())
+
+
+def zoo_files(zoo: Path) -> dict[str, bytes]:
+    """Every file of the zoo but the lock file (which any session creates) and its bytes."""
+    return {
+        p.relative_to(zoo).as_posix(): p.read_bytes()
+        for p in sorted(zoo.rglob("*"))
+        if p.is_file() and p.name != LOCK_FILE
+    }
+
+
+def assert_consistent(files: dict[str, bytes]) -> dict[str, Any]:
+    """The zoo's files (``zoo_files``) agree: the index is well formed, every file an entry names is
+    there and matches the entry, every ``.sha256`` beside a ``.mar`` matches it. Returns the index."""
+    index = json.loads(files[INDEX_FILE]) if INDEX_FILE in files else {"format": 1, "models": {}}
+    assert index_problem(index) is None, index
+    for model, versions in index["models"].items():
+        for version, entry in versions.items():
+            archive = files[entry["url"]]
+            assert (sha256(archive), len(archive)) == (entry["sha256"], entry["size"]), (model, version)
+            name = entry["url"].rsplit("/", 1)[-1]
+            assert files[entry["url"] + ".sha256"].decode() == f"{entry['sha256']}  {name}\n"
+            assert entry["sha256"] in files[entry["card"]].decode()
+            if entry["signature"]:
+                assert entry["signature"]["bundle"] in files
+    for name, data in files.items():
+        if name.endswith(".mar") and f"{name}.sha256" in files:
+            assert files[f"{name}.sha256"].decode().split()[0] == sha256(data), name
+    return index
+
+
 def test_publish_writes_archive_checksum_card_and_index(mar: Path, zoo: Path) -> None:
     result = publish_archive(mar, zoo)
 
-    folder = zoo / MODEL / "1.1"
     digest = sha256(mar.read_bytes())
+    [folder] = release_folders(zoo)
+    assert re.fullmatch(f"{digest[:16]}-[0-9a-f]{{8}}", folder.name), folder.name
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", f"{MODEL}.mar", f"{MODEL}.mar.sha256"]
     assert (folder / f"{MODEL}.mar").read_bytes() == mar.read_bytes()
     assert (folder / f"{MODEL}.mar.sha256").read_text() == f"{digest}  {MODEL}.mar\n"
@@ -132,7 +194,7 @@ def test_publish_writes_archive_checksum_card_and_index(mar: Path, zoo: Path) ->
         digest,
         mar.stat().st_size,
     )
-    assert result.url == f"{MODEL}/1.1/{MODEL}.mar"
+    assert result.url == f"{MODEL}/1.1/{folder.name}/{MODEL}.mar"
 
     text = (zoo / INDEX_FILE).read_text()
     index = json.loads(text)
@@ -142,7 +204,7 @@ def test_publish_writes_archive_checksum_card_and_index(mar: Path, zoo: Path) ->
     assert set(entry) == {"url", "sha256", "size", "card", "published", "signature"}
     assert entry["signature"] is None  # unsigned
     assert entry["url"] == result.url
-    assert entry["card"] == f"{MODEL}/1.1/README.md"
+    assert entry["card"] == f"{MODEL}/1.1/{folder.name}/README.md"
     assert (entry["sha256"], entry["size"]) == (digest, mar.stat().st_size)
     assert entry["published"].endswith("Z")
     assert (zoo / entry["url"]).read_bytes() == mar.read_bytes()
@@ -172,7 +234,7 @@ def test_card_names_source_checksums_accuracy_preprocessing_and_serving(mar: Pat
         "MXNet",
         f"sha256sum -c {MODEL}.mar.sha256",
         f"multi-model-server --start --model-store DIR --models squeezenet={MODEL}.mar",
-        f"--models squeezenet=http://HOST/zoo/{MODEL}/1.1/{MODEL}.mar",
+        f"--models squeezenet=http://HOST/zoo/{result.url}",
         "curl -X POST http://127.0.0.1:8080/predictions/squeezenet -T photo.jpg",
         "| Publisher | not recorded |",
         "Accuracy of this archive: not measured",
@@ -231,7 +293,7 @@ def test_publishing_the_same_version_again_is_refused(mar: Path, zoo: Path) -> N
 
 
 def test_force_replaces_the_published_version(mar: Path, zoo: Path) -> None:
-    publish_archive(mar, zoo)
+    first = publish_archive(mar, zoo)
     changed = make_mar(mar.with_name("changed.mar"), "1.1", **{"extra.txt": b"second build"})
 
     result = publish_archive(changed, zoo, force=True)
@@ -242,6 +304,18 @@ def test_force_replaces_the_published_version(mar: Path, zoo: Path) -> None:
     assert entry["size"] == changed.stat().st_size
     assert (result.mar_path.parent / f"{MODEL}.mar.sha256").read_text().startswith(entry["sha256"])
     assert entry["sha256"] in result.card_path.read_text()
+    assert release_folders(zoo) == [result.mar_path.parent]  # the replaced release is removed
+    assert not first.mar_path.parent.exists()
+    assert_consistent(zoo_files(zoo))
+
+
+def test_force_with_the_same_archive_makes_a_new_release(mar: Path, zoo: Path) -> None:
+    """The card may change (another evaluation): a new release folder, never a listed file rewritten."""
+    first = publish_archive(mar, zoo)
+    second = publish_archive(mar, zoo, force=True, evaluation={"images": 10, "top1": 50.0})
+    assert second.sha256 == first.sha256 and second.url != first.url
+    assert release_folders(zoo) == [second.mar_path.parent]
+    assert "| Top-1 (%) | 50.0 |" in second.card_path.read_text()
 
 
 def test_a_second_version_keeps_the_first(mar: Path, zoo: Path) -> None:
@@ -306,6 +380,10 @@ def test_a_failed_index_write_leaves_the_old_index(
     assert (zoo / INDEX_FILE).read_bytes() == before
     assert sorted(read_index(zoo)["models"][MODEL]) == ["1.1"]
     assert temporaries(zoo) == []
+    [unlisted] = release_folders(zoo, "1.2")  # written, never listed: the next publish removes it
+    assert_consistent(zoo_files(zoo))
+    listed = publish_archive(make_mar(mar.with_name("v2.mar"), "1.2"), zoo)
+    assert release_folders(zoo, "1.2") == [listed.mar_path.parent] != [unlisted]
 
 
 def test_a_publisher_killed_mid_publish_leaves_the_old_index(mar: Path, zoo: Path) -> None:
@@ -325,11 +403,165 @@ def test_a_publisher_killed_mid_publish_leaves_the_old_index(mar: Path, zoo: Pat
     assert sorted(read_index(zoo)["models"][MODEL]) == ["1.1"]
     [left_over] = temporaries(zoo)  # the fully written new index that never got renamed
     assert left_over.parent == zoo and left_over.name.startswith(".index.json.")
+    assert len(release_folders(zoo, "1.2")) == 1
 
     # The unlisted version is not "published": publishing it again needs no --force and tidies up.
-    publish_archive(second, zoo)
+    result = publish_archive(second, zoo)
     assert sorted(read_index(zoo)["models"][MODEL]) == ["1.1", "1.2"]
     assert temporaries(zoo) == []
+    assert release_folders(zoo, "1.2") == [result.mar_path.parent]
+
+
+@pytest.mark.parametrize(
+    ("version", "force"), [("1.1", True), ("1.2", False)], ids=["force_republish", "new_version"]
+)
+def test_a_publisher_killed_at_any_change_leaves_a_consistent_zoo(
+    tmp_path: Path, version: str, force: bool
+) -> None:
+    """SIGKILL before each change the publish makes, in turn: after every kill the index, the files it
+    names and every .sha256 beside a .mar agree, the index still lists the old release (the kill came
+    before the commit) or the new one (after it), and both a plain publish of a new version and a
+    --force republish succeed."""
+    template = tmp_path / "template"
+    first = publish_archive(make_mar(tmp_path / "first.mar", "1.1"), template)
+    incoming = make_mar(tmp_path / "incoming.mar", version, **{"extra.txt": b"the next build"})
+    new_sha = sha256(incoming.read_bytes())
+    kills = 0
+    for kill_at in range(1, 100):
+        zoo = tmp_path / f"zoo{kill_at}"
+        shutil.copytree(template, zoo)
+        process = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                KILLED_AT_CHANGE,
+                str(incoming),
+                str(zoo),
+                str(kill_at),
+                str(force and "force"),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if process.returncode == 0:
+            assert process.stdout.split() == ["changes", str(kill_at - 1)], process.stdout
+            break
+        assert process.returncode == -9, process.stderr
+        kills += 1
+        index = assert_consistent(zoo_files(zoo))
+        listed = index["models"][MODEL]
+        assert listed["1.1"]["sha256"] in (first.sha256, new_sha)
+        assert version not in listed or listed[version]["sha256"] in (first.sha256, new_sha)
+
+        after = publish_archive(make_mar(tmp_path / f"next{kill_at}.mar", "9.9"), zoo)
+        again = publish_archive(incoming, zoo, force=True)
+        index = assert_consistent(zoo_files(zoo))
+        assert index["models"][MODEL]["9.9"]["url"] == after.url
+        assert index["models"][MODEL][version]["url"] == again.url
+        assert release_folders(zoo, version) == [again.mar_path.parent]  # nothing else is left
+        assert temporaries(zoo) == []
+        shutil.rmtree(zoo)
+    else:
+        pytest.fail("the publish never finished")
+    assert kills >= 6, kills  # release folder, archive, checksum, card, index (and the cleanup)
+
+
+def entry_with(**changes: Any) -> dict[str, Any]:
+    """A well-formed index entry of version 1.0, some fields changed (``None``: removed)."""
+    folder = f"{MODEL}/1.0/0123456789abcdef-01234567"
+    entry: dict[str, Any] = {
+        "url": f"{folder}/{MODEL}.mar",
+        "sha256": "0" * 64,
+        "size": 1,
+        "card": f"{folder}/README.md",
+        "published": "2024-01-31T12:00:00Z",
+        "signature": None,
+    }
+    entry.update(changes)
+    return {key: value for key, value in entry.items() if value is not None or key == "signature"}
+
+
+# name -> the index's "models" (each crafted one way), what the refusal names
+CRAFTED_INDEXES: dict[str, tuple[Any, str]] = {
+    "version_entry_is_a_list": ({MODEL: {"1.0": ["not", "an", "entry"]}}, "1.0: not an object"),
+    "models_of_a_model_is_a_string": ({MODEL: "1.0"}, f"models.{MODEL} is not an object of versions"),
+    "size_is_a_string": ({MODEL: {"1.0": entry_with(size="12")}}, "size is missing or not an integer"),
+    "size_is_a_bool": ({MODEL: {"1.0": entry_with(size=True)}}, "size is missing or not an integer"),
+    "sha256_is_not_hex": ({MODEL: {"1.0": entry_with(sha256="xyz")}}, "sha256 is not 64 lowercase hex"),
+    "published_is_missing": ({MODEL: {"1.0": entry_with(published=None)}}, "published is missing"),
+    "url_escapes_the_zoo": (
+        {MODEL: {"1.0": entry_with(url=f"{MODEL}/1.0/../../../etc/passwd.mar")}},
+        "url 'squeezenet_v1.1/1.0/../../../etc/passwd.mar' is not a path inside",
+    ),
+    "url_in_another_version": (
+        {MODEL: {"1.0": entry_with(url=f"{MODEL}/1.1/x/{MODEL}.mar")}},
+        f"is not a path inside {MODEL}/1.0/",
+    ),
+    "card_with_a_backslash": (
+        {MODEL: {"1.0": entry_with(card=f"{MODEL}/1.0/x\\README.md")}},
+        "card",
+    ),
+    "signature_is_a_list": ({MODEL: {"1.0": entry_with(signature=[])}}, "signature is neither null"),
+    "model_name_escapes": ({"../x": {}}, "models: model.modelName '../x' must be"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CRAFTED_INDEXES))
+def test_a_crafted_index_is_refused_before_anything_is_written(mar: Path, zoo: Path, name: str) -> None:
+    """Valid JSON with the wrong shape inside crashed publish with a TypeError after archive, checksum
+    and card were written; now the whole index is checked first and the zoo is left as it was."""
+    models, words = CRAFTED_INDEXES[name]
+    zoo.mkdir()
+    (zoo / INDEX_FILE).write_text(json.dumps({"format": 1, "models": models}))
+    before = zoo_files(zoo)
+    for force in (False, True):
+        with pytest.raises(PublishError, match=r"index\.json: .*; repair it by hand") as refused:
+            publish_archive(mar, zoo, force=force)
+        assert words in str(refused.value), str(refused.value)
+    assert zoo_files(zoo) == before
+    assert sorted(p.name for p in zoo.iterdir()) == sorted([INDEX_FILE, LOCK_FILE])
+
+
+def test_a_zoo_of_the_earlier_layout_stays_valid_and_is_tidied_by_force(
+    mar: Path, zoo: Path, tmp_path: Path
+) -> None:
+    """Entries at ``<model>/<version>/<model>.mar`` (before release folders) are read as they are; a
+    --force republish removes exactly the files of the entry it replaced."""
+    old = make_mar(tmp_path / "old.mar", "1.0")
+    index: dict[str, Any] = {"format": 1, "models": {MODEL: {}}}
+    for version, archive in (("1.0", old), ("1.1", mar)):
+        folder = zoo / MODEL / version
+        folder.mkdir(parents=True)
+        shutil.copyfile(archive, folder / f"{MODEL}.mar")
+        digest = sha256(archive.read_bytes())
+        (folder / f"{MODEL}.mar.sha256").write_text(f"{digest}  {MODEL}.mar\n")
+        (folder / "README.md").write_text(f"card of {digest}\n")
+        index["models"][MODEL][version] = {
+            "url": f"{MODEL}/{version}/{MODEL}.mar",
+            "sha256": digest,
+            "size": archive.stat().st_size,
+            "card": f"{MODEL}/{version}/README.md",
+            "published": "2024-01-31T12:00:00Z",
+            "signature": None,
+        }
+    (zoo / INDEX_FILE).write_text(json.dumps(index))
+    (zoo / MODEL / "1.1" / "NOTES.txt").write_text("kept: not a file of a release\n")
+
+    result = publish_archive(make_mar(tmp_path / "new.mar", "1.1", **{"x.txt": b"x"}), zoo, force=True)
+
+    files = zoo_files(zoo)
+    assert_consistent(files)
+    assert sorted(name for name in files if name.startswith(f"{MODEL}/1.1/")) == sorted(
+        [
+            f"{MODEL}/1.1/NOTES.txt",
+            result.url,
+            result.url + ".sha256",
+            result.url.replace(f"{MODEL}.mar", "README.md"),
+        ]
+    )
+    assert f"{MODEL}/1.0/{MODEL}.mar" in files  # the other version is untouched
 
 
 def test_an_archive_with_an_escaping_entry_is_refused(tmp_path: Path, zoo: Path) -> None:
@@ -478,3 +710,23 @@ def test_the_zoo_is_served_by_a_static_http_server(mar: Path, zoo: Path, served:
         card = requests.get(f"{served}/{entry['card']}", timeout=5)
         assert card.status_code == 200 and entry["sha256"] in card.text
     assert (zoo / LOCK_FILE).exists()
+
+
+def test_mms_loads_the_release_the_index_names(mms, built, inprocess, zoo: Path, served: str) -> None:
+    """The real server registers the archive from the URL the index gives, after a --force republish,
+    and answers as the archive's own handler does."""
+    import images
+    from squeezenet_mar.server import Registration
+
+    publish_archive(built.archive, zoo)
+    publish_archive(built.archive, zoo, force=True)
+    entry = requests.get(f"{served}/{INDEX_FILE}", timeout=5).json()["models"][MODEL]["1.1"]
+    photo = images.jpeg(500, 375, 3)
+    mms.register(Registration(url=f"{served}/{entry['url']}", name="from_zoo"))
+    try:
+        answer = requests.post(f"{mms.inference_url}/predictions/from_zoo", data=photo, timeout=60)
+        assert answer.status_code == 200, answer.text
+        expected = inprocess.predict_bytes([photo], topk=5)[0].body
+        assert [row["class"] for row in answer.json()] == [row["class"] for row in expected]
+    finally:
+        mms.unregister("from_zoo")

@@ -1,4 +1,5 @@
-"""``publish_archive`` to ``s3://bucket/prefix``, against moto's S3 server on 127.0.0.1 over real HTTP.
+"""``publish_archive`` to ``s3://bucket/prefix``, against moto's S3 server on 127.0.0.1 over real HTTP,
+by this process and by publishers in child processes killed at every step.
 
 The archives are built like those of ``test_publish`` (its ``make_mar``); every check reads the bucket
 back with a separate boto3 client.
@@ -9,8 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +24,11 @@ import requests
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
 
+from harness import ROOT  # noqa: E402
 from squeezenet_mar.errors import PublishError  # noqa: E402
 from squeezenet_mar.zoo import INDEX_FILE, publish_archive  # noqa: E402
 from squeezenet_mar.zoo import s3 as publish_s3  # noqa: E402
-from test_publish import MODEL, SOURCE, make_mar, manifest  # noqa: E402
+from test_publish import CRAFTED_INDEXES, MODEL, SOURCE, assert_consistent, make_mar, manifest  # noqa: E402
 
 BUCKET = "model-zoo"
 PREFIX = "zoo/v1"
@@ -75,28 +80,59 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def zoo_objects(s3: Any) -> dict[str, bytes]:
+    """Every object under the zoo's prefix, by its path relative to the zoo root."""
+    return {key[len(PREFIX) + 1 :]: s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() for key in keys(s3)}
+
+
+# A publisher killed (SIGKILL) just before its Nth request that changes the bucket (PUT, DELETE), so
+# that the kills together leave every state a crash can leave (each S3 request is atomic). It prints
+# how many it made when it is not killed.
+KILLED_AT_REQUEST = """
+import os, signal, sys
+from pathlib import Path
+import botocore.client
+from squeezenet_mar.zoo import publish_archive
+archive, zoo, kill_at, force = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4] == "force"
+changes = 0
+real_call = botocore.client.BaseClient._make_api_call
+def call(self, operation, params):
+    global changes
+    if operation in ("PutObject", "DeleteObject", "DeleteObjects", "CopyObject"):
+        changes += 1
+        if changes == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real_call(self, operation, params)
+botocore.client.BaseClient._make_api_call = call
+publish_archive(archive, zoo, force=force)
+print("changes", changes)
+"""
+
+
 def test_publish_uploads_archive_checksum_card_and_index(s3: Any, mar: Path) -> None:
     result = publish_archive(mar, ZOO)
 
     digest = sha256(mar.read_bytes())
-    folder = f"{PREFIX}/{MODEL}/1.1"
+    release = result.url.split("/")[2]
+    assert release.startswith(digest[:16] + "-")
+    folder = f"{MODEL}/1.1/{release}"
     assert keys(s3) == [  # nothing else: the conditional-put probe writes nothing on this server
         f"{PREFIX}/{INDEX_FILE}",
-        f"{folder}/README.md",
-        f"{folder}/{MODEL}.mar",
-        f"{folder}/{MODEL}.mar.sha256",
+        f"{PREFIX}/{folder}/README.md",
+        f"{PREFIX}/{folder}/{MODEL}.mar",
+        f"{PREFIX}/{folder}/{MODEL}.mar.sha256",
     ]
-    assert get(s3, f"{MODEL}/1.1/{MODEL}.mar") == mar.read_bytes()
-    assert get(s3, f"{MODEL}/1.1/{MODEL}.mar.sha256").decode() == f"{digest}  {MODEL}.mar\n"
-    assert result.mar_path == f"{ZOO}/{MODEL}/1.1/{MODEL}.mar"
-    assert result.card_path == f"{ZOO}/{MODEL}/1.1/README.md"
+    assert get(s3, f"{folder}/{MODEL}.mar") == mar.read_bytes()
+    assert get(s3, f"{folder}/{MODEL}.mar.sha256").decode() == f"{digest}  {MODEL}.mar\n"
+    assert result.mar_path == f"{ZOO}/{folder}/{MODEL}.mar"
+    assert result.card_path == f"{ZOO}/{folder}/README.md"
     assert result.index_path == f"{ZOO}/{INDEX_FILE}"
     assert (result.model, result.version, result.sha256, result.size, result.url) == (
         MODEL,
         "1.1",
         digest,
         mar.stat().st_size,
-        f"{MODEL}/1.1/{MODEL}.mar",
+        f"{folder}/{MODEL}.mar",
     )
 
     text = get(s3, INDEX_FILE).decode()
@@ -106,8 +142,8 @@ def test_publish_uploads_archive_checksum_card_and_index(s3: Any, mar: Path) -> 
     entry = index["models"][MODEL]["1.1"]
     assert set(entry) == {"url", "sha256", "size", "card", "published", "signature"}
     assert entry["signature"] is None  # unsigned
-    assert entry["url"] == f"{MODEL}/1.1/{MODEL}.mar"
-    assert entry["card"] == f"{MODEL}/1.1/README.md"
+    assert entry["url"] == f"{folder}/{MODEL}.mar"
+    assert entry["card"] == f"{folder}/README.md"
     assert (entry["sha256"], entry["size"]) == (digest, mar.stat().st_size)
     assert entry["published"].endswith("Z")
     assert sha256(get(s3, entry["url"])) == entry["sha256"]
@@ -115,18 +151,18 @@ def test_publish_uploads_archive_checksum_card_and_index(s3: Any, mar: Path) -> 
 
 def test_the_card_is_the_local_zoos_card(s3: Any, mar: Path, tmp_path: Path) -> None:
     evaluation = {"images": 50000, "top1": 56.3, "top5": 79.1}
-    publish_archive(mar, ZOO, evaluation=evaluation)
+    remote = publish_archive(mar, ZOO, evaluation=evaluation)
     local = publish_archive(mar, tmp_path / "zoo", evaluation=evaluation)
 
-    card = get(s3, f"{MODEL}/1.1/README.md").decode()
-    assert card == Path(local.card_path).read_text()
+    card = get(s3, remote.url.replace(f"{MODEL}.mar", "README.md")).decode()
+    assert card.replace(remote.url, "URL") == Path(local.card_path).read_text().replace(local.url, "URL")
     for expected in [
         f"# {MODEL} 1.1",
         SOURCE["url"],
         local.sha256,
         "| Top-1 (%) | 56.3 |",
         f"sha256sum -c {MODEL}.mar.sha256",
-        f"--models squeezenet=http://HOST/zoo/{MODEL}/1.1/{MODEL}.mar",
+        f"--models squeezenet=http://HOST/zoo/{remote.url}",
     ]:
         assert expected in card, expected
 
@@ -156,16 +192,26 @@ def test_force_replaces_the_published_version(s3: Any, mar: Path) -> None:
     assert entry["sha256"] in get(s3, entry["card"]).decode()
 
 
-def test_an_unlisted_archive_of_the_version_is_not_overwritten_without_force(s3: Any, mar: Path) -> None:
-    """What another publisher of the same version (or a crashed one) leaves: the archive, no entry."""
-    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{MODEL}/1.1/{MODEL}.mar", Body=b"someone else's")
+def test_unlisted_objects_block_nothing_and_only_stale_ones_are_removed(
+    s3: Any, mar: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a crashed publisher (or one still at work) leaves: objects no entry names. A plain publish
+    goes ahead; a young release folder may be in flight and is left, an old one is removed."""
+    fresh = f"{MODEL}/1.1/0123456789abcdef-01234567/{MODEL}.mar"
+    stable = f"{MODEL}/1.1/{MODEL}.mar"  # the layout before release folders
+    for relative in (fresh, stable):
+        s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{relative}", Body=b"someone else's")
 
-    with pytest.raises(PublishError, match="exists but index.json does not list it"):
-        publish_archive(mar, ZOO)
-    assert get(s3, f"{MODEL}/1.1/{MODEL}.mar") == b"someone else's"
+    result = publish_archive(mar, ZOO)
+    assert get(s3, result.url) == mar.read_bytes()
+    assert get(s3, fresh) == get(s3, stable) == b"someone else's"
 
-    publish_archive(mar, ZOO, force=True)
-    assert get(s3, f"{MODEL}/1.1/{MODEL}.mar") == mar.read_bytes()
+    monkeypatch.setattr(publish_s3.S3Store, "stale_after", timedelta(0))
+    again = publish_archive(mar, ZOO, force=True)
+    listed = {f"{PREFIX}/{name}" for name in (again.url, f"{again.url}.sha256", INDEX_FILE)}
+    assert f"{PREFIX}/{fresh}" not in keys(s3) and listed <= set(keys(s3))
+    assert get(s3, stable) == b"someone else's"  # not a release folder: never removed
+    assert_consistent(zoo_objects(s3))
 
 
 def test_concurrent_publishers_lose_no_entry(s3: Any, tmp_path: Path) -> None:
@@ -211,8 +257,9 @@ def test_an_index_changed_between_read_and_write_is_reread(
         index, etag = real_read_index(client, zoo)
         reads.append(etag)
         if len(reads) == 2:  # the read before the first index write
-            other = json.loads(json.dumps(index))
-            other["models"][MODEL]["9.9"] = dict(other["models"][MODEL]["1.0"])
+            other = json.loads(json.dumps(index).replace(f"{MODEL}/1.0/", f"{MODEL}/9.9/"))
+            other["models"][MODEL]["9.9"] = other["models"][MODEL]["1.0"]
+            other["models"][MODEL]["1.0"] = index["models"][MODEL]["1.0"]
             s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{INDEX_FILE}", Body=json.dumps(other).encode())
         return index, etag
 
@@ -236,11 +283,74 @@ def test_a_missing_bucket_is_a_publish_error(s3: Any, mar: Path) -> None:
 
 
 def test_the_zoo_root_may_be_the_bucket(s3: Any, mar: Path) -> None:
-    publish_archive(mar, f"s3://{BUCKET}")
+    result = publish_archive(mar, f"s3://{BUCKET}")
     index = json.loads(s3.get_object(Bucket=BUCKET, Key=INDEX_FILE)["Body"].read())
-    assert index["models"][MODEL]["1.1"]["url"] == f"{MODEL}/1.1/{MODEL}.mar"
-    assert s3.get_object(Bucket=BUCKET, Key=f"{MODEL}/1.1/{MODEL}.mar")["Body"].read() == mar.read_bytes()
+    assert index["models"][MODEL]["1.1"]["url"] == result.url
+    assert s3.get_object(Bucket=BUCKET, Key=result.url)["Body"].read() == mar.read_bytes()
 
 
 def test_the_endpoint_comes_from_aws_endpoint_url(s3: Any) -> None:
     assert boto3.session.Session().client("s3").meta.endpoint_url == os.environ["AWS_ENDPOINT_URL"]
+
+
+@pytest.mark.parametrize(
+    ("version", "force"), [("1.1", True), ("1.2", False)], ids=["force_republish", "new_version"]
+)
+def test_a_publisher_killed_at_any_request_leaves_a_consistent_zoo(
+    s3: Any, tmp_path: Path, version: str, force: bool
+) -> None:
+    """SIGKILL before each request that changes the bucket, in turn: after every kill the index, the
+    objects it names and every .sha256 beside a .mar agree, and both a plain publish of a new version
+    and a --force republish succeed. (The bucket starts again from the same state for each kill.)"""
+    first = publish_archive(make_mar(tmp_path / "first.mar", "1.1"), ZOO)
+    template = zoo_objects(s3)
+    incoming = make_mar(tmp_path / "incoming.mar", version, **{"extra.txt": b"the next build"})
+    kills = 0
+    for kill_at in range(1, 100):
+        for key in keys(s3):
+            s3.delete_object(Bucket=BUCKET, Key=key)
+        for relative, data in template.items():
+            s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{relative}", Body=data)
+        process = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                KILLED_AT_REQUEST,
+                str(incoming),
+                ZOO,
+                str(kill_at),
+                str(force and "force"),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if process.returncode == 0:
+            assert process.stdout.split() == ["changes", str(kill_at - 1)], process.stdout
+            break
+        assert process.returncode == -9, process.stderr
+        kills += 1
+        index = assert_consistent(zoo_objects(s3))
+        assert index["models"][MODEL]["1.1"]["sha256"] in (first.sha256, sha256(incoming.read_bytes()))
+
+        after = publish_archive(make_mar(tmp_path / f"next{kill_at}.mar", "9.9"), ZOO)
+        again = publish_archive(incoming, ZOO, force=True)
+        index = assert_consistent(zoo_objects(s3))
+        assert index["models"][MODEL]["9.9"]["url"] == after.url
+        assert index["models"][MODEL][version]["url"] == again.url
+    else:
+        pytest.fail("the publish never finished")
+    assert kills >= 5, kills  # probe, archive, checksum, card, index (and the cleanup)
+
+
+def test_a_crafted_index_is_refused_before_anything_is_written(s3: Any, mar: Path) -> None:
+    models, words = CRAFTED_INDEXES["version_entry_is_a_list"]
+    s3.put_object(
+        Bucket=BUCKET, Key=f"{PREFIX}/{INDEX_FILE}", Body=json.dumps({"format": 1, "models": models})
+    )
+    before = zoo_objects(s3)
+    with pytest.raises(PublishError, match="repair it by hand") as refused:
+        publish_archive(mar, ZOO, force=True)
+    assert words in str(refused.value)
+    assert zoo_objects(s3) == before

@@ -6,13 +6,15 @@ run one at a time and none loses another's index entry. The lock file stays (rem
 
 Every file is written to a temporary name in its own folder (``.<name>.<random>.tmp``), fsynced, made
 0644, then ``os.replace``d and its folder fsynced: a reader never sees half a file, and a crash leaves
-the old ``index.json`` intact. The new version's files may then lie in its folder unlisted; they are not
-"published" (the index is the record), so publishing again overwrites them without ``force``.
+the old ``index.json`` intact. Release files are written once, in a release folder no index entry
+names yet (``put_file`` and ``put_bytes`` refuse to replace an existing file), so a crash at any point
+leaves at most an unlisted release folder, which the next publish of that version removes
+(``stale_files``: under the lock every file is stale, no other publisher is writing).
 Temporaries left by a publisher that died mid-write are removed under the lock, which every writer
 holds, so any temporary present then belongs to nobody.
 
-Under the lock nobody else writes: ``read_index`` gives no version token, ``replace_index`` always
-wins, and ``create_only`` needs no check (an existing release folder is left by a crash).
+Under the lock nobody else writes: ``read_index`` gives no version token and ``replace_index`` always
+wins.
 """
 
 from __future__ import annotations
@@ -64,17 +66,15 @@ class FolderStore:
             return empty_index(), None
         return parse_index(data, str(path)), None
 
-    def put_file(self, relative: str, source: Path, *, create_only: bool = False) -> tuple[str, int]:
-        """``source`` copied to ``relative``; (sha256, size) of the copy. With ``create_only`` the caller
-        expects no release there: files already in the folder are left by a crashed publish (the lock
-        rules out a live one) and are overwritten, with a warning."""
-        target = self._writable(relative, expect_new=create_only)
+    def put_file(self, relative: str, source: Path) -> tuple[str, int]:
+        """``source`` copied to ``relative``, a new file; (sha256, size) of the copy."""
+        target = self._new_file(relative)
         _atomic_copy(source, target)
         return sha256_file(target), target.stat().st_size
 
     def put_bytes(self, relative: str, data: bytes, content_type: str) -> None:
-        """``data`` written to ``relative`` (the content type is the HTTP server's business here)."""
-        _atomic_write(self._writable(relative), data)
+        """``data`` written to ``relative``, a new file (the content type is the HTTP server's business)."""
+        _atomic_write(self._new_file(relative), data)
 
     def replace_index(self, data: bytes, token: str | None) -> bool:
         """``index.json`` replaced; always wins, as no other publisher can hold the lock meanwhile (so
@@ -82,16 +82,45 @@ class FolderStore:
         _atomic_write(self.root / INDEX_FILE, data)
         return True
 
-    def _writable(self, relative: str, *, expect_new: bool = False) -> Path:
-        """``relative``'s folder created and cleared of stale temporaries (we hold the lock)."""
+    def stale_files(self, prefix: str) -> list[str]:
+        """Every file under ``prefix``, and every empty folder (as ``folder/``): under the lock no
+        publisher is writing any of them."""
+        folder = self.root / prefix
+        if not folder.is_dir():
+            return []
+        found = []
+        for path in sorted(folder.rglob("*")):
+            relative = path.relative_to(self.root).as_posix()
+            if path.is_file():
+                found.append(relative)
+            elif path.is_dir() and not any(path.iterdir()):  # a publisher died removing its files
+                found.append(f"{relative}/")
+        return found
+
+    def remove_files(self, relatives: list[str]) -> None:
+        """The files (and ``folder/``s) removed in the order given, then their folders if that left
+        them empty."""
+        folders = []
+        for relative in relatives:
+            target = self.root / relative
+            if relative.endswith("/"):
+                folders.append(target)
+                continue
+            target.unlink(missing_ok=True)
+            if target.parent not in folders:
+                folders.append(target.parent)
+        for folder in folders:
+            with contextlib.suppress(OSError):  # not empty (another release's files, a temporary)
+                folder.rmdir()
+
+    def _new_file(self, relative: str) -> Path:
+        """``relative``'s folder created and cleared of stale temporaries (we hold the lock); refused
+        when the file exists, as release files are never replaced."""
         target = self.root / relative
-        folder = target.parent
-        if expect_new and folder.exists():
-            logger.warning(
-                "%s holds files of an unlisted publish (an earlier crash?); overwriting them", folder
-            )
-        folder.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(folder)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(target.parent)
+        if target.exists():
+            raise FileExistsError(f"{target} exists: release files are written once, never replaced")
         return target
 
 

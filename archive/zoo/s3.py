@@ -2,15 +2,17 @@
 
 The only module that imports boto3 (``store_for`` imports it only for an ``s3://`` zoo).
 
-There is no lock. The archive, its checksum and its card are uploaded first, then ``index.json`` is
-rewritten with a conditional put: ``IfMatch=<ETag read>`` (``IfNoneMatch='*'`` when the zoo has no index
-yet). A concurrent publisher makes it fail with HTTP 412: ``replace_index`` answers False and the
-publish re-reads the index and tries again, a bounded number of times, so no entry is lost and the index
-never lists an object that is not there yet.
+There is no lock. A release's files (archive, checksum, bundle, card) are uploaded into a release folder
+no index entry names yet, each with ``IfNoneMatch='*'`` (written once, never replaced); then
+``index.json`` is rewritten with a conditional put: ``IfMatch=<ETag read>`` (``IfNoneMatch='*'`` when the
+zoo has no index yet). A concurrent publisher makes it fail with HTTP 412: ``replace_index`` answers
+False and the publish re-reads the index and tries again, a bounded number of times, so no entry is lost
+and the index never lists an object that is not there yet. Each PUT is atomic, so whenever a publisher
+dies the index, the objects it names and every ``.sha256`` beside a ``.mar`` agree.
 
-A new version's archive is itself created with ``IfNoneMatch='*'`` (``create_only``): of two publishers of
-the same version only one gets to upload, so the index cannot end up pointing at the other's bytes. An
-unlisted archive left by a crashed publisher therefore needs ``force`` to be overwritten.
+Release folders nobody lists (a publisher died, or lost) are removed by a later publish of the version
+once they are older than ``stale_after`` (an hour): a younger one may belong to a publisher still at
+work, whose index entry is yet to come.
 
 Conditional puts need botocore >= 1.35.65 and a server that honours ``If-Match`` on PutObject (AWS S3
 since November 2024). A session checks both before anything is written: a server that ignored the header
@@ -26,6 +28,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +72,7 @@ class S3Store:
     """The zoo at ``url`` (``s3://bucket/prefix``); the bucket must exist."""
 
     failures: tuple[type[Exception], ...] = (ClientError, BotoCoreError, OSError)
+    stale_after = timedelta(hours=1)  # an unlisted release folder younger than this may be in flight
 
     def __init__(self, url: str) -> None:
         self.name = url
@@ -93,32 +97,45 @@ class S3Store:
         """The index and its ETag; an empty index and None when there is none yet."""
         return get_index(self._session_client(), self.location)
 
-    def put_file(self, relative: str, source: Path, *, create_only: bool = False) -> tuple[str, int]:
-        """One PUT (archives up to 5 GB); (sha256, size) of ``source``. ``create_only`` claims the key
-        (``IfNoneMatch='*'``) so one publisher owns the version."""
+    def put_file(self, relative: str, source: Path) -> tuple[str, int]:
+        """One PUT (archives up to 5 GB) of a new object; (sha256, size) of ``source``."""
         digest, size = sha256_file(source), source.stat().st_size
-        condition = {"IfNoneMatch": "*"} if create_only else {}
         with source.open("rb") as body:
-            try:
-                self._session_client().put_object(
-                    Bucket=self.location.bucket,
-                    Key=self.location.key(relative),
-                    Body=body,
-                    ContentType="application/octet-stream",
-                    **condition,
-                )
-            except ClientError as exc:
-                if _error_code(exc) not in _CONFLICT_CODES:
-                    raise
-                raise PublishError(
-                    f"{self.address(relative)} exists but {INDEX_FILE} does not list it: another publisher "
-                    "is publishing this version right now, or an earlier publish died before updating the "
-                    "index; check the index and pass --force to overwrite it"
-                ) from exc
+            self._put_new(relative, body, "application/octet-stream")
         return digest, size
 
     def put_bytes(self, relative: str, data: bytes, content_type: str) -> None:
-        _put(self._session_client(), self.location, relative, data, content_type)
+        self._put_new(relative, data, content_type)
+
+    def _put_new(self, relative: str, body: Any, content_type: str) -> None:
+        """A new object (``IfNoneMatch='*'``): release files are written once, never replaced."""
+        try:
+            _put(self._session_client(), self.location, relative, body, content_type, IfNoneMatch="*")
+        except ClientError as exc:
+            if _error_code(exc) not in _CONFLICT_CODES:
+                raise
+            raise PublishError(
+                f"{self.address(relative)} exists already: release files are written once, never replaced"
+            ) from exc
+
+    def stale_files(self, prefix: str) -> list[str]:
+        """Objects under ``prefix`` last written more than ``stale_after`` ago."""
+        client, cutoff = self._session_client(), datetime.now(UTC) - self.stale_after
+        pages = client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.location.bucket, Prefix=self.location.key(prefix)
+        )
+        start = len(self.location.key(""))
+        return sorted(
+            item["Key"][start:]
+            for page in pages
+            for item in page.get("Contents", [])
+            if item["LastModified"] < cutoff
+        )
+
+    def remove_files(self, relatives: list[str]) -> None:
+        """The objects deleted one by one, in the order given (absent ones are no error in S3)."""
+        for relative in relatives:
+            self._session_client().delete_object(Bucket=self.location.bucket, Key=self.location.key(relative))
 
     def replace_index(self, data: bytes, token: str | None) -> bool:
         """``index.json`` replaced if it still has the ETag ``token`` (if there is still none, for
@@ -181,7 +198,7 @@ _NO_CONDITIONAL_PUTS = (
 
 
 def _put(
-    client: Any, location: S3Location, relative: str, data: bytes, content_type: str, **condition: str
+    client: Any, location: S3Location, relative: str, data: Any, content_type: str, **condition: str
 ) -> None:
     client.put_object(
         Bucket=location.bucket, Key=location.key(relative), Body=data, ContentType=content_type, **condition
