@@ -7,7 +7,7 @@ files beside it and nothing else: never from bytecode (a ``.pyc`` in its ``__pyc
 unchecked-hash one that Python would run without looking at the source), an extension module or a
 look-alike package planted in the folder, nor from another copy on the path. So the code that checks
 the archive at load (``squeezenet_handler.trust``) is the archive's signed source, and every file it
-did not sign is refused. Compiling the package costs ~20 ms per worker start; bytecode for everything
+did not sign is refused. Compiling the package costs ~25 ms per worker start; bytecode for everything
 else (numpy, MXNet, ...) is used as usual.
 
 Pipeline (numbers from ``signature.json``, never from code constants)::

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import images
 import pytest
+import requests
 from keys import KeyPair, make_authority, make_key
 from squeezenet_handler.errors import ModelLoadError
 from squeezenet_handler.trust import TRUST_VARIABLES, check_signature, entry_module_bytecode
@@ -271,3 +272,38 @@ def test_the_timestamp_bytecode_python_writes_is_left_out(
     py_compile.compile(str(folder / "squeezenet_service.py"), cfile=str(folder / ENTRY_PYC), doraise=True)
     assert entry_module_bytecode(folder) == {ENTRY_PYC}
     assert check_signature(folder, {"SQUEEZENET_TRUSTED_KEY": str(publisher.public)}) == publisher.fingerprint
+
+
+@pytest.mark.integration
+def test_a_stock_mms_with_a_blank_key_refuses_the_unsigned_archive(built, tmp_path: Path) -> None:
+    """The reproduction of item 1: MMS started with ``SQUEEZENET_TRUSTED_KEY=' '`` (its workers
+    inherit it) used to serve an unsigned archive; now the worker refuses to load it."""
+    from squeezenet_mar.server import ModelServer, free_port, write_properties
+    from test_robustness import wait_until_unregistered
+
+    config = tmp_path / "config.properties"
+    addresses = {f"{api}_address": f"http://127.0.0.1:{free_port()}" for api in ("inference", "management")}
+    write_properties(config, addresses)
+    server = ModelServer(
+        tmp_path / "mms",
+        built.archive.parent,
+        config=config,
+        env={"SQUEEZENET_TRUSTED_KEY": " "},
+        lean_logging=False,
+    )
+    server.start()
+    try:
+        params = {
+            "url": built.archive.name,
+            "model_name": "unsigned",
+            "initial_workers": 1,
+            "synchronous": "true",
+        }
+        response = requests.post(f"{server.management_url}/models", params=params, timeout=120)
+        assert response.status_code == 500, response.text
+        assert wait_until_unregistered(server, "unsigned") == 404
+        answer = requests.post(f"{server.inference_url}/predictions/unsigned", data=PHOTO, timeout=60)
+        assert answer.status_code == 404
+    finally:
+        server.stop()
+    assert not server.processes()
