@@ -485,8 +485,8 @@ def entry_with(**changes: Any) -> dict[str, Any]:
 
 # name -> the index's "models" (each crafted one way), what the refusal names
 CRAFTED_INDEXES: dict[str, tuple[Any, str]] = {
-    "version_entry_is_a_list": ({MODEL: {"1.0": ["not", "an", "entry"]}}, "1.0: not an object"),
-    "models_of_a_model_is_a_string": ({MODEL: "1.0"}, f"models.{MODEL} is not an object of versions"),
+    "version_entry_is_a_list": ({MODEL: {"1.0": ["not", "an", "entry"]}}, f"model {MODEL} version 1.0: not an object"),
+    "models_of_a_model_is_a_string": ({MODEL: "1.0"}, f"model {MODEL}: not an object of versions"),
     "size_is_a_string": ({MODEL: {"1.0": entry_with(size="12")}}, "size is missing or not an integer"),
     "size_is_a_bool": ({MODEL: {"1.0": entry_with(size=True)}}, "size is missing or not an integer"),
     "sha256_is_not_hex": ({MODEL: {"1.0": entry_with(sha256="xyz")}}, "sha256 is not 64 lowercase hex"),

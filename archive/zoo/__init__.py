@@ -38,7 +38,7 @@ One publish algorithm (``publish_archive``) drives either store through the same
     put_bytes(rel, data, content_type)     os.replace; refused if present   (an existing key: refused)
     replace_index(data, token) -> bool     always True (under the lock)     IfMatch=token / IfNoneMatch='*';
                                                                             False when it lost (412)
-    stale_files(prefix) -> [rel]           every file and empty folder      objects older than an hour
+    stale_files(prefix) -> [rel]           every file and empty folder      objects older than a day
                                            (``dir/``), under the lock
     remove_files([rel])                    unlink, then rmdir if empty      DeleteObject, in order
     address(rel) -> Path | str             DEST / rel                       s3://bucket/prefix/rel

@@ -261,11 +261,11 @@ def index_problem(index: Any) -> str | None:
         if problem:
             return f"models: {problem}"
         if not isinstance(versions, dict):
-            return f"models.{model} is not an object of versions"
+            return f"model {model}: not an object of versions"
         for version, entry in versions.items():
             problem = name_problem(version, "modelVersion") or _entry_problem(entry, f"{model}/{version}/")
             if problem:
-                return f"models.{model}.{version}: {problem}"
+                return f"model {model} version {version[:100]}: {problem}"
     return None
 
 

@@ -11,8 +11,9 @@ and the index never lists an object that is not there yet. Each PUT is atomic, s
 dies the index, the objects it names and every ``.sha256`` beside a ``.mar`` agree.
 
 Release folders nobody lists (a publisher died, or lost) are removed by a later publish of the version
-once they are older than ``stale_after`` (an hour): a younger one may belong to a publisher still at
-work, whose index entry is yet to come.
+once they are older than ``stale_after`` (a day): a younger one may belong to a publisher still at
+work, whose index entry is yet to come (the assumption: no publish takes a day from its first upload
+to its index write).
 
 Conditional puts need botocore >= 1.35.65 and a server that honours ``If-Match`` on PutObject (AWS S3
 since November 2024). A session checks both before anything is written: a server that ignored the header
@@ -72,7 +73,7 @@ class S3Store:
     """The zoo at ``url`` (``s3://bucket/prefix``); the bucket must exist."""
 
     failures: tuple[type[Exception], ...] = (ClientError, BotoCoreError, OSError)
-    stale_after = timedelta(hours=1)  # an unlisted release folder younger than this may be in flight
+    stale_after = timedelta(days=1)  # an unlisted release folder younger than this may be in flight
 
     def __init__(self, url: str) -> None:
         self.name = url
