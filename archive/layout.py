@@ -25,7 +25,8 @@ absolute name or a ``..`` part would land outside the folder, and a backslash is
 because the readers disagree on it (Java on Linux keeps ``a\\b`` as one file name at the root, Python
 and Windows see folder ``a``). Only regular files are hashed, listed in ``SHA256SUMS`` and signed, so
 nothing else may add to what MMS unpacks: a directory entry is accepted only when it is the folder of
-a file of the archive (which MMS creates anyway), and a file may not share its name with a folder.
+a file of the archive (which MMS creates anyway), a file may not share its name with a folder, and no
+two names may differ only in case (a case-insensitive file system would unpack one over the other).
 
 A zip has two readers that must see the same files. Python's ``zipfile`` (and this module) reads
 the central directory at the end; MMS 1.1.11 unpacks with Java's ``ZipInputStream``, which walks
@@ -179,7 +180,8 @@ def _folders_of(name: str) -> Iterator[str]:
 
 def _folder_problems(files: Iterable[str], directories: dict[str, str]) -> list[tuple[str, str]]:
     """Directory entries (normalised name -> name in the archive) that are not the folder of a file,
-    and files that share their name with a folder (MMS cannot create both)."""
+    files that share their name with a folder (MMS cannot create both), and names that differ only in
+    case (a case-insensitive file system unpacks one over the other)."""
     files = set(files)
     folders = {folder for name in files for folder in _folders_of(name)}
     problems = [
@@ -191,6 +193,10 @@ def _folder_problems(files: Iterable[str], directories: dict[str, str]) -> list[
         if name != "." and name not in folders
     ]
     problems += [(name, "a file and a folder of the same name") for name in sorted(files & folders)]
+    seen: dict[str, str] = {}
+    for name in sorted(files | folders):
+        if seen.setdefault(name.lower(), name) != name:
+            problems.append((name, f"differs from {seen[name.lower()]} only in case"))
     return problems
 
 

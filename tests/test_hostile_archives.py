@@ -277,6 +277,19 @@ def test_a_directory_entry_with_data_is_refused(signed, tmp_path):
     assert ("squeezenet_handler/", "refused entry: directory entry with data") in refused.value.problems
 
 
+def test_names_that_differ_only_in_case_are_refused(built, tmp_path):
+    """On a case-insensitive file system (macOS, Windows) MMS would unpack one over the other."""
+    from squeezenet_mar.layout import SHA256SUMS, sha256sums, write_zip
+
+    files = zip_files(built.archive)
+    files["SYNSET.txt"] = b"n00000000 not the labels\n"
+    files[SHA256SUMS] = sha256sums({k: v for k, v in files.items() if k != SHA256SUMS})
+    write_zip(tmp_path / "case.mar", files)
+    with pytest.raises(VerifyError) as refused:
+        verify_archive(tmp_path / "case.mar")
+    assert refused.value.problems == [("synset.txt", "refused entry: differs from SYNSET.txt only in case")]
+
+
 def tgz(files: dict[str, bytes], path: Path, folders: tuple[str, ...]) -> Path:
     """A gzipped tar in model-archiver's layout: ``folders`` first, then every file under ``model/``."""
     with tarfile.open(path, "w:gz") as archive:
