@@ -89,7 +89,11 @@ LOG4J2_XML = """\
         </RollingFile>
     </Appenders>
     <Loggers>
-        <Logger name="ACCESS_LOG" level="info" additivity="false"><AppenderRef ref="access_log"/></Logger>
+        <!-- the supervisor's own health probes of MMS (GET /ping, every second) are not logged -->
+        <Logger name="ACCESS_LOG" level="info" additivity="false">
+            <RegexFilter regex=".*&quot;GET /ping HTTP/1[.]1&quot;.*" onMatch="DENY" onMismatch="NEUTRAL"/>
+            <AppenderRef ref="access_log"/>
+        </Logger>
         <Logger name="MODEL_METRICS" level="info" additivity="false">
             <AppenderRef ref="model_metrics"/>
         </Logger>

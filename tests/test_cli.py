@@ -161,3 +161,28 @@ def test_the_exit_code_table_is_the_one_the_readme_shows():
     epilog = EPILOG.removeprefix("exit codes: ")
     assert exit_codes(table) == exit_codes(epilog)
     assert sorted(exit_codes(epilog)) == [str(code) for code in range(10)]
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\n"])
+def test_serve_refuses_a_blank_trusted_key_in_its_environment_before_mms(
+    blank, built, tmp_path, monkeypatch, capsys
+):
+    """A variable that is set must name a key that loads: serve never starts MMS without the check."""
+    monkeypatch.setenv("SQUEEZENET_TRUSTED_KEY", blank)
+    code = main(["serve", str(built.archive), "--home", str(tmp_path / "home")])
+    assert code == 2
+    assert "SQUEEZENET_TRUSTED_KEY: set but blank" in capsys.readouterr().err
+    assert not (tmp_path / "home" / "mms").exists()  # MMS was never started
+
+
+def test_serve_refuses_options_and_environment_that_trust_different_keys(
+    built, tmp_path, monkeypatch, capsys
+):
+    from keys import make_key
+
+    one, other = make_key(tmp_path, "one"), make_key(tmp_path, "other")
+    monkeypatch.setenv("SQUEEZENET_TRUSTED_KEY", str(one.public))
+    code = main(
+        ["serve", str(built.archive), "--home", str(tmp_path / "home"), "--trusted-key", str(other.public)]
+    )
+    assert code == 2 and "name different things to trust" in capsys.readouterr().err

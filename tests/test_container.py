@@ -673,9 +673,10 @@ def test_only_the_inference_port_is_published_and_management_stays_on_loopback(b
     assert [line for line in published if line.strip()] == [
         f"8080/tcp -> 127.0.0.1:{baked.url.rsplit(':', 1)[1]}"
     ]
-    config = baked.exec("cat", "/tmp/squeezenet/config.properties").stdout
+    config = baked.exec("cat", "/tmp/squeezenet/mms/config.properties").stdout
     assert "management_address=http://127.0.0.1:8081\n" in config
-    assert "inference_address=http://0.0.0.0:8080\n" in config
+    assert "inference_address=http://127.0.0.1:" in config  # MMS itself: behind nginx only
+    assert "listen 0.0.0.0:8080 " in baked.exec("cat", "/tmp/squeezenet/nginx/nginx.conf").stdout
     listing = "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8081/models').read().decode())"
     inside = baked.exec("python", "-c", listing)
     assert json.loads(inside.stdout)["models"][0]["modelName"] == "squeezenet"
@@ -694,7 +695,7 @@ def test_sigterm_stops_it_in_under_5_s_with_no_process_left(container_images, co
     server = containers(container_images.baked)
     server.wait_ready()
     pids = deploy_image.host_pids(server.id)
-    assert len(pids) >= 5  # tini, entrypoint, launcher, Java frontend, worker (and its fork)
+    assert len(pids) >= 7  # tini, entrypoint, nginx (2), launcher, Java frontend, worker (and its fork)
     began = time.monotonic()
     deploy_image.podman("kill", "--signal", "TERM", server.id)
     code = deploy_image.wait_for_exit(server.id, timeout=STOP_LIMIT)
@@ -702,7 +703,7 @@ def test_sigterm_stops_it_in_under_5_s_with_no_process_left(container_images, co
     assert code == 0, f"exit code {code} after {seconds:.1f} s:\n{server.logs()[-3000:]}"
     assert seconds < STOP_LIMIT
     assert [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"] == []
-    assert "SIGTERM: stopping MMS" in server.logs()
+    assert "SIGTERM: draining" in server.logs()
 
 
 @pytest.mark.container
@@ -816,3 +817,126 @@ def test_sagemaker_serve_reads_opt_ml_model_and_answers_invocations_from_the_fir
     assert invocation.json() == post(server.url, PHOTO).json()
     assert f"model source: SageMaker model folder /opt/ml/model ({built.archive.name})" in server.logs()
     assert "verified squeezenet.mar" in server.logs()
+
+
+# ---------------------------------------------------------------- operations (issue 19), in podman
+def container_in_flight(server: Container) -> int:
+    """Requests nginx is answering inside the container (its stub_status, over its private socket)."""
+    probe = (
+        "from pathlib import Path; from squeezenet_mar.serving.front import front_status; "
+        "s = front_status(Path('/tmp/squeezenet/nginx/status.sock')); print(s.writing if s else 0)"
+    )
+    done = server.exec("python", "-c", probe)
+    return int(done.stdout.strip() or 0)
+
+
+def container_workers(server: Container) -> list[int]:
+    """Host PIDs of the container's Python workers that hold the model (MMS forks one per worker)."""
+    workers = []
+    for pid in deploy_image.host_pids(server.id):
+        try:
+            proc = psutil.Process(pid)
+            command, parent = proc.cmdline(), proc.parent()
+        except psutil.Error:
+            continue
+        is_worker = any(part.endswith("model_service_worker.py") for part in command)
+        if is_worker and parent is not None and parent.cmdline() == command:
+            workers.append(pid)
+    return workers
+
+
+def ping_status(url: str) -> int:
+    try:
+        return requests.get(f"{url}/ping", timeout=5).status_code
+    except requests.RequestException:
+        return 0
+
+
+def poll(condition: Callable[[], bool], timeout: float) -> float | None:
+    """Seconds until ``condition`` held (every 50 ms), None if it did not within ``timeout``."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        if condition():
+            return time.monotonic() - began
+        time.sleep(0.05)
+    return None
+
+
+@pytest.mark.container
+def test_every_worker_killed_fails_ping_within_10_s_and_it_answers_again_within_30_s(
+    container_images, containers
+):
+    server = containers(container_images.baked)
+    server.wait_ready()
+    workers = container_workers(server)
+    assert workers
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)  # the container's own processes, started by this test
+    failed = poll(lambda: ping_status(server.url) == 503, 10)
+    assert failed is not None, server.logs()[-3000:]
+    assert deploy_image.podman("healthcheck", "run", server.id, check=False).returncode != 0
+    back = poll(lambda: ping_status(server.url) == 200 and post(server.url, PHOTO).status_code == 200, 30)
+    assert back is not None, server.logs()[-3000:]
+    assert server.alive()
+    print(f"/ping 503 {failed:.2f} s after the kill, answering again {failed + back:.2f} s after it")
+
+
+@pytest.mark.container
+def test_podman_stop_answers_the_16_requests_in_flight_and_exits_0(container_images, containers):
+    """16 requests accepted and not yet answered at `podman stop -t 30` (held by pausing the workers
+    with SIGSTOP, so the count is exact): every one is answered, then the container exits 0."""
+    server = containers(container_images.baked)
+    server.wait_ready()
+    workers = [psutil.Process(pid) for pid in container_workers(server)]
+    answers: list[object] = []
+
+    def client() -> None:
+        try:
+            answers.append(post(server.url, PHOTO).status_code)
+        except requests.RequestException as exc:
+            answers.append(repr(exc))
+
+    threads = [threading.Thread(target=client) for _ in range(16)]
+    stop: list[subprocess.CompletedProcess[str]] = []
+    stopper = threading.Thread(
+        target=lambda: stop.append(
+            deploy_image.podman("stop", "--time", "30", server.id, timeout=60, check=False)
+        )
+    )
+    for worker in workers:
+        worker.suspend()  # the container's processes, started by this test
+    try:
+        for thread in threads:
+            thread.start()
+        assert poll(lambda: container_in_flight(server) >= 16, 30) is not None, server.logs()[-3000:]
+        began = time.monotonic()
+        stopper.start()
+        assert poll(lambda: "SIGTERM: draining" in server.logs(), 10) is not None, server.logs()[-3000:]
+    finally:
+        for worker in workers:
+            worker.resume()
+    for thread in (*threads, stopper):
+        thread.join(timeout=60)
+    seconds = time.monotonic() - began
+    assert answers == [200] * 16, answers
+    assert stop and stop[0].returncode == 0 and deploy_image.container_state(server.id).get("ExitCode") == 0
+    print(f"podman stop with 16 in flight: 16 answered, exit 0 after {seconds:.2f} s")
+
+
+@pytest.mark.container
+def test_a_read_only_root_without_a_writable_tmp_is_one_line_naming_the_fix(container_images, containers):
+    server = containers(container_images.baked, "--read-only", "--read-only-tmpfs=false", publish=False)
+    assert deploy_image.wait_for_exit(server.id, timeout=60) == 1
+    lines = [line for line in server.logs().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "not writable" in lines[0] and "--tmpfs /tmp" in lines[0], server.logs()
+    assert "Traceback" not in server.logs()
+
+
+@pytest.mark.container
+def test_sagemaker_contract_label_and_timeout(container_images, containers):
+    labels = json.loads(deploy_image.podman("image", "inspect", container_images.baked).stdout)[0]["Labels"]
+    assert labels["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
+    server = containers(container_images.baked, "--env", "SAGEMAKER_BIND_TO_PORT=8080", args=("serve",))
+    server.wait_ready()
+    config = server.exec("cat", "/tmp/squeezenet/mms/config.properties").stdout
+    assert "default_response_timeout_seconds=60\n" in config  # SageMaker's own limit

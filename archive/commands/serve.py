@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from .. import MODEL_NAME
 from ..client import DEFAULT_MODEL
 from ..errors import UsageError
 from ..server import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_DELAY_MS, DEFAULT_WORKERS
+from ..signatures import Trust, trust_from_environment
 from .aliases import add_archive_argument, archive_path, hidden
 from .inputs import require_file
 from .keys import add_trust_options, trust
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     env: dict[str, str] = {}
     if args.threads_per_worker:
         env["SQUEEZENET_THREADS"] = str(args.threads_per_worker)
-    trusted = trust(args)
+    trusted = trust_to_serve_with(trust(args), trust_from_environment(os.environ))
     if trusted is not None:  # the workers' genuine handler checks again at load (squeezenet_handler.trust)
         env.update(trusted.environment())
     home = args.home.resolve()
@@ -103,6 +105,18 @@ def run(args: argparse.Namespace) -> int:
     if report.signature is not None:
         print(f"signature verified: key sha256:{report.signature.fingerprint}", flush=True)
     return serve_archive(args, copy, home, env)
+
+
+def trust_to_serve_with(from_options: Trust | None, from_environment: Trust | None) -> Trust | None:
+    """The options' trust, or the environment's (``SQUEEZENET_TRUSTED_*``, which MMS's workers inherit
+    anyway: a set but blank or broken variable has already been refused). Both, naming different
+    things: a usage error, since the workers would be told two things."""
+    if from_options and from_environment and from_options.environment() != from_environment.environment():
+        raise UsageError(
+            "the --trusted-* options and the SQUEEZENET_TRUSTED_* variables in the environment "
+            "name different things to trust: give one of them"
+        )
+    return from_options or from_environment
 
 
 def serve_archive(args: argparse.Namespace, copy: Path, home: Path, env: dict[str, str]) -> int:

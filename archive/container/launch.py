@@ -32,7 +32,11 @@ LOG4J2_XML = """\
         </Console>
     </Appenders>
     <Loggers>
-        <Logger name="ACCESS_LOG" level="info" additivity="false"><AppenderRef ref="STDOUT"/></Logger>
+        <!-- the supervisor's own health probes of MMS (GET /ping, every second) are not logged -->
+        <Logger name="ACCESS_LOG" level="info" additivity="false">
+            <RegexFilter regex=".*&quot;GET /ping HTTP/1[.]1&quot;.*" onMatch="DENY" onMismatch="NEUTRAL"/>
+            <AppenderRef ref="STDOUT"/>
+        </Logger>
         <Logger name="MODEL_LOG" level="info" additivity="false"><AppenderRef ref="STDOUT"/></Logger>
         <Logger name="MODEL_METRICS" level="off"/>
         <Logger name="MMS_METRICS" level="off"/>

@@ -14,10 +14,10 @@ their own); :class:`HealthBoard` publishes it as the files nginx serves ``/ping`
     Unhealthy   a model has none, or MMS does not answer (the reason)   /ping 503
     Draining    after SIGTERM, while the requests in flight finish     /ping 503
 
-An outage longer than ``outage_grace`` seconds (MMS replaces one killed worker in about 1.2 s and it
-loads in about 1.5 s, but MMS replaces none at all once every worker of a model is killed: measured) makes the verdict ``restart``: the
-supervisor restarts MMS in place; after ``max_restarts`` restarts within ``restart_window`` seconds it
-gives up (exit code 8) so the platform restarts the container.
+An outage longer than ``outage_grace`` seconds makes the verdict ``restart``: the supervisor restarts
+MMS in place; after ``max_restarts`` restarts within ``restart_window`` seconds it gives up (exit
+code 8) so that the platform restarts the container. (MMS replaces one killed worker in about 1.2 s,
+which loads in about 1.5 s; it replaces none once every worker of a model is killed: measured.)
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ addresses, nginx in front on the public one, and this process supervising both u
     client -> nginx (front.py: public address, /ping, limits, drain)
                 -> MMS frontend (127.0.0.1, a free or given port) -> Python workers (the handler)
     this process: starts both, warms each model up, watches the workers' locks and MMS (health.py),
-                  publishes /ping, restarts MMS after an outage, drains on SIGTERM/SIGINT
+                  publishes /ping, restarts MMS after an outage, drains on SIGTERM/SIGINT,
+                  serves GET /metrics (metrics.py) when asked to
 
 :meth:`ServingStack.run` returns the exit code: 0 after a requested stop (every request that nginx
 had accepted answered first), 8 when MMS cannot start or load a model, exits by itself, or does not
@@ -28,6 +29,7 @@ from typing import IO
 from ..server import ModelServer, Registration, ServerError
 from .front import Front, FrontSettings
 from .health import HealthBoard, Observation, Verdict, Watchdog, loaded_workers, prepare_health_dir
+from .metrics import MetricsSettings, metrics_endpoint
 from .reaper import reap_orphans
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ class StackOptions:
     warm_up_image: bytes = b""
     on_ready: Callable[[float], None] | None = None  # called with the seconds start-up took
     stop_signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)
+    metrics: MetricsSettings | None = None  # GET /metrics (serving.metrics); None: no endpoint
 
 
 @dataclass
@@ -86,6 +89,12 @@ class ServingStack:
         self.output = output
         self.health_dir = front.health
         self.board = HealthBoard(self.health_dir)
+        entries = {m.name: m.entry for m in self.models}
+        self.metrics = (
+            metrics_endpoint(options.metrics, self.health_dir, server.model_store, entries, self.front.status)
+            if options.metrics
+            else None
+        )
         names = [m.name for m in self.models]
         self.watchdog = Watchdog(names, outage_grace=options.outage_grace, max_restarts=options.max_restarts)
         self._events = _Events()
@@ -94,6 +103,7 @@ class ServingStack:
         )
         self._lock = threading.Lock()
         self.reap_orphans = reap_orphans
+        self._pinged_at, self._frontend_answers = 0.0, False
         server.on_output = self._mms_line
 
     # ------------------------------------------------------------------------------------ output
@@ -122,6 +132,8 @@ class ServingStack:
             self.front.stop(timeout=self.options.stop_timeout)
             self.server.stop(timeout=self.options.stop_timeout)
             self.board.show(Verdict("Draining", "stopped"))
+            if self.metrics:
+                self.metrics.stop()
 
     def _request_stop(self, signum: int, _frame: FrameType | None) -> None:
         if not self._events.stop.is_set():
@@ -130,6 +142,8 @@ class ServingStack:
 
     def _run(self) -> int:
         prepare_health_dir(self.health_dir)
+        if self.metrics:
+            self.metrics.start()  # empties the workers' metrics folder before MMS starts
         self.board.show(Verdict("Starting", "loading the model"))
         self.front.start()
         began = time.monotonic()
@@ -211,8 +225,13 @@ class ServingStack:
         return self._drain()
 
     def _observe(self) -> Observation:
+        """The workers' locks every poll (cheap); MMS's own /ping once a second."""
+        now = time.monotonic()
         loaded = {m.name: loaded_workers(self.health_dir, m.name) for m in self.models}
-        return Observation(time.monotonic(), loaded, self.server.answers_ping(timeout=2.0))
+        if now - self._pinged_at >= 1.0 or not self._frontend_answers:
+            self._frontend_answers = self.server.answers_ping(timeout=2.0)
+            self._pinged_at = now
+        return Observation(now, loaded, self._frontend_answers)
 
     def _restart(self) -> bool:
         logger.warning("restarting MMS")
