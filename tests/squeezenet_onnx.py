@@ -7,7 +7,15 @@ input. :func:`build_squeezenet11` writes a file with the same layout, architectu
 so the archive builder, the MMS handler and MXNet's ONNX importer see what they would see with the real
 one. The weights are random (He-normal, seeded), except the classifier (``conv10``), which is calibrated
 with a small numpy forward pass so that, like a trained net, the scores are well separated and the top-1
-class depends on the image (a plain random net predicts the same class for every input).
+class depends on the image (a plain random net predicts the same class for every input). The file says
+it is a test model in its own metadata (``producer_name`` and the ``TEST_ONLY_KEY`` property).
+
+The file's bytes depend on the seed only, not on the machine: the README's outputs and the tests'
+expectations, measured on one CPU, hold on every x86-64. Generation therefore uses integer draws, exact
+integer sums (BLAS gets them right in any order while they stay below 2**53, which is checked) and
+single correctly rounded IEEE operations, never LAPACK or libm's transcendental functions, whose last
+bits differ between CPUs (see "How the weights are made" below). ``tests/test_test_model.py`` pins the
+SHA-256 and builds the file under several OpenBLAS kernels.
 
 :func:`reference_probabilities` runs a model with onnxruntime and returns softmax probabilities, the
 ground truth to compare the MXNet-served results with. This is a plain module, not a test file.
@@ -15,6 +23,9 @@ ground truth to compare the MXNet-served results with. This is a plain module, n
 
 from __future__ import annotations
 
+import functools
+import logging
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +34,8 @@ import onnx
 from numpy.lib.stride_tricks import sliding_window_view
 from onnx import TensorProto, helper, numpy_helper
 
+_LOG = logging.getLogger(__name__)
+
 INPUT_NAME = "data"
 OUTPUT_NAME = "squeezenet0_flatten0_reshape0"
 INPUT_SHAPE = (1, 3, 224, 224)
@@ -30,8 +43,15 @@ OPSET = 7
 IR_VERSION = 3
 PREFIX = "squeezenet0_"
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+# How a file made here says, inside itself, that it is a test model (the archive builder can look).
+PRODUCER_NAME = "squeezenet_onnx (TEST-ONLY random weights)"
+TEST_ONLY_KEY = "squeezenet_mar.test_only"
+TEST_ONLY_VALUE = "random weights (seed {seed}), not the trained SqueezeNet: its classes mean nothing"
+
+ZOO_MEAN = (0.485, 0.456, 0.406)
+ZOO_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN = np.array(ZOO_MEAN, dtype=np.float32)
+IMAGENET_STD = np.array(ZOO_STD, dtype=np.float32)
 
 # (squeeze, expand1x1, expand3x3) of fire2 .. fire9; a 3x3/2 max pool precedes fire2, fire4 and fire6.
 FIRE_CONFIG: tuple[tuple[int, int, int], ...] = (
@@ -46,19 +66,34 @@ FIRE_CONFIG: tuple[tuple[int, int, int], ...] = (
 )
 POOL_BEFORE_FIRE = (0, 2, 4)
 
+# How the weights are made. Every step whose result decides the file's bytes is exact or a single
+# correctly rounded IEEE operation (+ - * / sqrt, rint, floor), so the file is the same on every x86-64
+# whichever BLAS kernel, libm variant or SIMD width numpy picks there (see "Exact arithmetic" below):
+# random numbers come from integer draws only (no Box-Muller, no libm log/exp/sin/cos/pow), and the
+# calibration forward pass multiplies integers whose sums BLAS gets exactly right in any order.
+_UNIFORM_BITS = 12  # an Irwin-Hall term is uniform on 0 .. 2**12 - 1 ...
+_IRWIN_HALL_TERMS = 12  # ... and the centred sum of 12 has standard deviation sqrt(2**24 - 1) ~ 2**12
+_WEIGHT_BITS = 16  # conv0 .. conv24 weights and biases are whole multiples of 2**-16
+_ACTIVATION_BITS = 16  # calibration activations are floored to multiples of 2**-16 after each layer
+_CLASSIFIER_BITS = 20  # conv10's weights are integers below 2**20 times a power of two of their own
+_EXACT = 2**53  # float64 holds every integer up to this one exactly
+_ACTIVATION_SCALE = math.ldexp(1.0, _ACTIVATION_BITS)  # ldexp, not **: libm's pow is avoided throughout
+_WEIGHT_UNIT = math.ldexp(1.0, -_WEIGHT_BITS)
+
 # Classifier calibration (see _calibrate_classifier): number of synthetic images; how far the spread of
-# their pooled features is equalised (1 = whitened, 0 = left as is); standard deviation of the class
-# scores over the calibration images; common score offset, in units of that deviation. Tuned so that on
-# smooth natural-looking images the softmax top-1 probability is mostly 0.2-0.95 with distinct top-5
-# probabilities, and that different images get different top-1 classes.
+# their pooled features is equalised, in eighths (8 = whitened, 0 = left as is); standard deviation of
+# the class scores over the calibration images; common score offset, in units of that deviation. Tuned
+# so that on smooth natural-looking images the softmax top-1 probability is mostly 0.2-0.95 with
+# distinct top-5 probabilities, and that different images get different top-1 classes.
 _CALIBRATION_IMAGES = 24
-_WHITEN_POWER = 0.75
+_IMAGES_PER_PASS = 4
+_WHITEN_EIGHTHS = 6
 _SCORE_STD = 5.0
 _SCORE_OFFSET = 10.0
 
 
 # --------------------------------------------------------------------------------------------------
-# Synthetic images
+# Test images (floating point: inputs for tests and benchmarks, not used to make the model)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -94,37 +129,6 @@ def _smooth(rng: np.random.RandomState, size: int) -> np.ndarray:
     return np.clip(image, 0.0, 1.0)
 
 
-def _random_pattern(rng: np.random.RandomState, size: int) -> np.ndarray:
-    """One random CHW image in [0, 1]: smooth field, solid colour, gradient, noise or checkerboard."""
-    kind = rng.randint(5)
-    colours = rng.uniform(0.0, 1.0, (2, 3, 1, 1))
-    if kind == 0:
-        return _smooth(rng, size)
-    if kind == 1:
-        return np.broadcast_to(colours[0], (3, size, size)).copy()
-    ramp = np.linspace(0.0, 1.0, size)
-    if kind == 2:
-        angle = rng.uniform(0.0, 2 * np.pi)
-        t = np.cos(angle) * ramp[None, :] + np.sin(angle) * ramp[:, None]
-        t = (t - t.min()) / (t.max() - t.min())
-        return colours[0] * (1 - t) + colours[1] * t
-    if kind == 3:
-        grain = int(rng.choice([1, 2, 4]))
-        noise = rng.uniform(0.0, 1.0, (3, size // grain, size // grain)).repeat(grain, 1).repeat(grain, 2)
-        if rng.rand() < 0.5:
-            noise = noise.mean(axis=0, keepdims=True).repeat(3, axis=0)
-        return noise
-    cell = int(rng.choice([4, 8, 16, 32, 64]))
-    mask = (np.arange(size)[:, None] // cell + np.arange(size)[None, :] // cell) % 2
-    return colours[0] * mask + colours[1] * (1 - mask)
-
-
-def random_images(count: int, seed: int = 0, size: int = 224) -> np.ndarray:
-    """``count`` normalised NCHW images of random kinds (smooth, solid, gradient, noise, checkerboard)."""
-    rng = np.random.RandomState(seed)
-    return np.stack([normalize(np.clip(_random_pattern(rng, size), 0.0, 1.0)) for _ in range(count)])
-
-
 def pattern_images(seed: int = 0, size: int = 224) -> np.ndarray:
     """20 varied normalised NCHW test images: solid colours, gradients, noise, checkerboards, smooth."""
     rng = np.random.RandomState(seed)
@@ -157,6 +161,185 @@ def pattern_images(seed: int = 0, size: int = 224) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------
+# Calibration images: 8-bit pixels made with integer draws and integer arithmetic only
+# --------------------------------------------------------------------------------------------------
+
+
+def calibration_pixels(count: int, seed: int, size: int = 224) -> np.ndarray:
+    """``count`` uint8 NCHW images of random kinds: smooth field, solid colour, gradient, noise,
+    checkerboard. Integer draws and integer arithmetic only, so the same pixels on every machine."""
+    rng = np.random.RandomState(seed)
+    return np.stack([_integer_pattern(rng, size) for _ in range(count)]).astype(np.uint8)
+
+
+def _integer_pattern(rng: np.random.RandomState, size: int) -> np.ndarray:
+    """One CHW int64 image with values 0..255 (see :func:`calibration_pixels`)."""
+    kind = int(rng.randint(5))
+    colours = rng.randint(0, 256, (2, 3, 1, 1), dtype=np.int64)
+    if kind == 0:  # smooth colour field, bilinear from a coarse grid, plus mild noise (std ~7.5)
+        grid = int(rng.choice([3, 5, 8, 12]))
+        noise = rng.randint(-7, 8, (3, 3, size, size), dtype=np.int64).sum(axis=0)
+        return np.clip(
+            _integer_upsample(rng.randint(0, 256, (3, grid, grid), dtype=np.int64), size) + noise, 0, 255
+        )
+    if kind == 1:  # solid colour
+        return np.broadcast_to(colours[0], (3, size, size)).copy()
+    if kind == 2:  # linear gradient between two colours in a random direction
+        dx, dy = (int(v) for v in rng.randint(-8, 9, 2))
+        ramp = np.arange(size, dtype=np.int64)
+        along = (dx or 1) * ramp[None, :] + dy * ramp[:, None]
+        along -= along.min()
+        return (colours[0] * (along.max() - along) + colours[1] * along) // along.max()
+    if kind == 3:  # uniform noise, coarse-grained, sometimes grey
+        grain = int(rng.choice([1, 2, 4]))
+        noise = rng.randint(0, 256, (3, size // grain, size // grain), dtype=np.int64)
+        noise = noise.repeat(grain, axis=1).repeat(grain, axis=2)
+        if rng.randint(2):
+            noise = np.repeat(noise.sum(axis=0, keepdims=True) // 3, 3, axis=0)
+        return noise
+    cell = int(rng.choice([4, 8, 16, 32, 64]))  # checkerboard of two colours
+    mask = (np.arange(size)[:, None] // cell + np.arange(size)[None, :] // cell) % 2
+    return colours[0] * mask + colours[1] * (1 - mask)
+
+
+def _integer_upsample(low: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of int64 CHW ``low`` to ``size`` x ``size``, corners on corners, floored."""
+    cells = low.shape[1] - 1
+    span = size - 1
+    position = np.arange(size, dtype=np.int64) * cells  # in units of 1 / span of a coarse cell
+    start = np.minimum(position // span, cells - 1)
+    frac = position - start * span  # 0 .. span
+    fy, fx = frac[None, :, None], frac[None, None, :]
+    top = low[:, start][:, :, start] * (span - fx) + low[:, start][:, :, start + 1] * fx
+    bottom = low[:, start + 1][:, :, start] * (span - fx) + low[:, start + 1][:, :, start + 1] * fx
+    return (top * (span - fy) + bottom * fy) // (span * span)
+
+
+def _input_grid(pixels: np.ndarray) -> np.ndarray:
+    """uint8 NCHW pixels -> NHWC float64 integers: the zoo's normalisation ``(p / 255 - mean) / std``
+    in units of 2**-_ACTIVATION_BITS, floored; one table of 3 x 256 values in Python floats."""
+    table = np.array(
+        [
+            [math.floor((value / 255 - mean) / std * 2**_ACTIVATION_BITS) for value in range(256)]
+            for mean, std in zip(ZOO_MEAN, ZOO_STD, strict=True)
+        ],
+        dtype=np.float64,
+    )
+    return np.ascontiguousarray(table[np.arange(3)[None, :, None, None], pixels].transpose(0, 2, 3, 1))
+
+
+# --------------------------------------------------------------------------------------------------
+# Exact arithmetic
+# --------------------------------------------------------------------------------------------------
+
+
+def _normal_integers(rng: np.random.RandomState, shape: tuple[int, ...]) -> np.ndarray:
+    """int64 integers distributed about as N(0, 2**24), within +-6 standard deviations (Irwin-Hall:
+    the centred sum of 12 uniform 12-bit integers, variance 2**24 - 1), from integer draws only."""
+    terms = rng.randint(0, 2**_UNIFORM_BITS, (_IRWIN_HALL_TERMS, *shape), dtype=np.int64)
+    return terms.sum(axis=0) - _IRWIN_HALL_TERMS * (2**_UNIFORM_BITS - 1) // 2
+
+
+def _grid_normal(rng: np.random.RandomState, shape: tuple[int, ...], std: float, bits: int) -> np.ndarray:
+    """float64 integers k, about N(0, (std * 2**bits)**2): the weights k * 2**-bits (one rounding)."""
+    return np.rint(_normal_integers(rng, shape) * math.ldexp(std, bits - _UNIFORM_BITS))
+
+
+def _exact_affine(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, magnitude: int) -> np.ndarray:
+    """``x @ weight + bias`` for float64 arrays of integers, by BLAS, exactly; ``magnitude`` >= max|x|.
+
+    No partial sum of any output can exceed max|x| * (largest column sum of |weight|) + max|bias| in
+    magnitude; while that bound is below 2**53, every product and every partial sum is an integer that
+    float64 holds exactly, so any kernel, blocking or summation order gives the same result. Raises
+    ``ArithmeticError`` when the bound fails: that check is what makes the result CPU-independent.
+    """
+    column_sums = np.abs(weight).astype(np.int64).sum(axis=0)
+    bound = magnitude * int(column_sums.max()) + int(np.abs(bias).max())
+    if bound >= _EXACT:
+        raise ArithmeticError(f"calibration pass not exact in float64: sums up to {bound} >= 2**53")
+    y = x @ weight
+    y += bias
+    # A spot check of some rows against numpy's integer product (no BLAS), for a kernel that is plainly
+    # wrong: OpenBLAS 0.3.20's threaded Cooperlake dgemm (numpy 1.23's) returns wrong products for
+    # almost every row (OpenMathLib/OpenBLAS#5267); then the integer product is used for the lot.
+    step = max(1, len(x) // 16)
+    if not np.array_equal(y[::step], _integer_affine(x[::step], weight, bias)):
+        _warn_wrong_blas()
+        y = _integer_affine(x, weight, bias).astype(np.float64)
+    return y
+
+
+@functools.cache
+def _warn_wrong_blas() -> None:
+    _LOG.warning("BLAS returns wrong matrix products here; the test model uses integer arithmetic (slower)")
+
+
+def _integer_affine(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """``x @ weight + bias`` for float64 arrays of integers in int64 arithmetic (exact, no BLAS)."""
+    return x.astype(np.int64) @ weight.astype(np.int64) + bias.astype(np.int64)
+
+
+def _exact_int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for int64 arrays (numpy's integer loop, no BLAS), raising if it could overflow."""
+    bound = int(np.abs(a).max()) * int(np.abs(b).sum(axis=0).max())
+    if bound >= 2**63:
+        raise ArithmeticError(f"integer product could overflow int64: sums up to {bound}")
+    return a @ b
+
+
+def _shrink(values: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
+    """int64 ``values`` floor-divided by the power of two ``2**shift`` that brings them below
+    ``2**bits`` in magnitude; returns (values, shift)."""
+    shift = max(0, int(np.abs(values).max()).bit_length() - bits)
+    return values >> shift, shift
+
+
+def _to_grid(values: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
+    """float64 ``values`` as int64 integers below ``2**bits`` in magnitude times ``2**-exponent``;
+    returns (integers, exponent). One correctly rounded multiplication and rint per value."""
+    exponent = bits - math.frexp(float(np.abs(values).max()))[1]
+    return np.rint(values * math.ldexp(1.0, exponent)).astype(np.int64), exponent
+
+
+def _eighths_power(x: float, eighths: int) -> float:
+    """``x ** (eighths / 8)`` from square roots and products, all correctly rounded IEEE operations
+    (libm's pow is not, and its x86-64 variant is picked per CPU)."""
+    root = math.sqrt(math.sqrt(math.sqrt(x)))
+    result = 1.0
+    for _ in range(eighths):
+        result *= root
+    return result
+
+
+def _symmetric_eigen(matrix: np.ndarray, sweeps: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues and eigenvectors (columns) of a small symmetric float64 matrix by cyclic Jacobi
+    rotations. Each update is elementwise (+ - * / sqrt, correctly rounded), in a fixed order, and the
+    convergence test sums with ``math.fsum``: the same bits on every CPU, unlike LAPACK's."""
+    a = np.array(matrix, dtype=np.float64)
+    size = len(a)
+    vectors = np.eye(size)
+    upper = np.triu_indices(size, 1)
+    for _ in range(sweeps):
+        off_diagonal = math.fsum((a[upper] * a[upper]).tolist())
+        if off_diagonal <= 1e-30 * math.fsum((np.diag(a) * np.diag(a)).tolist()):
+            break
+        for p in range(size - 1):
+            for q in range(p + 1, size):
+                if a[p, q] == 0.0:
+                    continue
+                theta = (a[q, q] - a[p, p]) / (2.0 * a[p, q])
+                t = 1.0 / (abs(theta) + math.sqrt(theta * theta + 1.0))
+                t = -t if theta < 0 else t
+                c = 1.0 / math.sqrt(t * t + 1.0)
+                s = t * c
+                for m in (a.T, a, vectors.T):  # columns of a, rows of a, columns of vectors
+                    mp, mq = m[p].copy(), m[q].copy()
+                    m[p] = c * mp - s * mq
+                    m[q] = s * mp + c * mq
+    return np.diag(a).copy(), vectors
+
+
+# --------------------------------------------------------------------------------------------------
 # Architecture and weights
 # --------------------------------------------------------------------------------------------------
 
@@ -175,44 +358,55 @@ def _layers(num_classes: int) -> Iterator[tuple[str, int, int, int, int]]:
     yield "conv", num_classes, channels, 1, 0
 
 
-def _init_weights(rng: np.random.RandomState, num_classes: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """He-normal conv weights (OIHW float32) and small biases, in Gluon conv order (conv0 .. conv25)."""
+def _init_weights(rng: np.random.RandomState) -> list[tuple[np.ndarray, np.ndarray]]:
+    """He-normal conv weights (OIHW) and small biases (std 0.01) of conv0 .. conv24, as float64
+    integers: the weights are these times 2**-_WEIGHT_BITS. The classifier comes from calibration."""
     params: list[tuple[np.ndarray, np.ndarray]] = []
-    for kind, out_ch, in_ch, kernel, _pad in _layers(num_classes):
+    for kind, out_ch, in_ch, kernel, _pad in list(_layers(0))[:-1]:
         if kind != "conv":
             continue
-        fan_in = in_ch * kernel * kernel
-        weight = rng.normal(0.0, np.sqrt(2.0 / fan_in), (out_ch, in_ch, kernel, kernel)).astype(np.float32)
-        bias = rng.normal(0.0, 0.01, out_ch).astype(np.float32)
+        he_std = math.sqrt(2.0 / (in_ch * kernel * kernel))
+        weight = _grid_normal(rng, (out_ch, in_ch, kernel, kernel), he_std, _WEIGHT_BITS)
+        bias = _grid_normal(rng, (out_ch,), 0.01, _WEIGHT_BITS)
         params.append((weight, bias))
     return params
 
 
 def _conv_relu(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int, pad: int) -> np.ndarray:
-    """ReLU(conv) of NHWC float32 ``x`` with OIHW ``weight``."""
+    """ReLU(conv) of NHWC ``x`` with OIHW ``weight``, all float64 integers (activations in units of
+    2**-_ACTIVATION_BITS, weights and biases in units of 2**-_WEIGHT_BITS); the result is floored back
+    to activation units. Exact (see :func:`_exact_affine`)."""
     out_ch, in_ch, kh, kw = weight.shape
+    magnitude = int(max(x.max(), -x.min()))
     if pad:
         x = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     if kh == kw == 1 and stride == 1:
-        y = x @ weight[:, :, 0, 0].T
+        columns = x.reshape(-1, in_ch)
+        n, ho, wo = x.shape[:3]
     else:
         windows = sliding_window_view(x, (kh, kw), axis=(1, 2))[:, ::stride, ::stride]
         n, ho, wo = windows.shape[:3]
-        y = (windows.reshape(n * ho * wo, in_ch * kh * kw) @ weight.reshape(out_ch, -1).T).reshape(
-            n, ho, wo, -1
-        )
-    y += bias
-    return np.maximum(y, 0.0, out=y)
+        columns = windows.reshape(n * ho * wo, in_ch * kh * kw)
+    y = _exact_affine(columns, weight.reshape(out_ch, -1).T, bias * _ACTIVATION_SCALE, magnitude)
+    np.maximum(y, 0.0, out=y)
+    y *= _WEIGHT_UNIT
+    return np.floor(y, out=y).reshape(n, ho, wo, out_ch)
 
 
 def _max_pool(x: np.ndarray) -> np.ndarray:
     return sliding_window_view(x, (3, 3), axis=(1, 2))[:, ::2, ::2].max(axis=(-2, -1))
 
 
-def _features(params: list[tuple[np.ndarray, np.ndarray]], images: np.ndarray) -> np.ndarray:
-    """numpy forward pass up to the classifier input: NCHW images -> NHWC features (N, 13, 13, 512)."""
-    x = np.ascontiguousarray(images.transpose(0, 2, 3, 1), dtype=np.float32)
-    x = _conv_relu(x, *params[0], stride=2, pad=0)
+def _features(params: list[tuple[np.ndarray, np.ndarray]], pixels: np.ndarray) -> np.ndarray:
+    """Exact forward pass up to the classifier input: uint8 NCHW pixels -> NHWC (N, 13, 13, 512)
+    float64 integers, activations in units of 2**-_ACTIVATION_BITS. A few images at a time: arrays
+    small enough for the allocator to reuse make it about twice as fast as all at once."""
+    chunks = range(0, len(pixels), _IMAGES_PER_PASS)
+    return np.concatenate([_chunk_features(params, pixels[i : i + _IMAGES_PER_PASS]) for i in chunks])
+
+
+def _chunk_features(params: list[tuple[np.ndarray, np.ndarray]], pixels: np.ndarray) -> np.ndarray:
+    x = _conv_relu(_input_grid(pixels), *params[0], stride=2, pad=0)
     for index in range(len(FIRE_CONFIG)):
         if index in POOL_BEFORE_FIRE:
             x = _max_pool(x)
@@ -223,29 +417,61 @@ def _features(params: list[tuple[np.ndarray, np.ndarray]], images: np.ndarray) -
     return x
 
 
+def _grid_to_float32(weight: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The float32 weights of integers in units of 2**-_WEIGHT_BITS: exactly these grid values."""
+    if max(np.abs(weight).max(), np.abs(bias).max()) >= 2**24:
+        raise ArithmeticError("grid weights need more than float32's 24 bits")
+    return (weight * _WEIGHT_UNIT).astype(np.float32), (bias * _WEIGHT_UNIT).astype(np.float32)
+
+
 def _calibrate_classifier(
     rng: np.random.RandomState, features: np.ndarray, num_classes: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """conv10 weight and bias making the scores depend on the image rather than on the mean feature.
+    """conv10 weight and bias (float32) making the scores depend on the image, not on the mean feature.
 
-    ``features`` are the conv10 inputs (NHWC) of the calibration images. Their spatially pooled values
-    are centred and (partly) whitened along their principal directions, and each class score is a
-    random projection of those coordinates, scaled to a standard deviation of ``_SCORE_STD``. The mean
-    feature goes into the bias, together with a common offset that keeps the scores positive under the
-    ReLU after conv10 (a common offset does not change the softmax). Without this, the mean feature,
-    which dwarfs its image-to-image variation after ReLUs, decides the top class for every input.
+    ``features`` are the conv10 inputs (NHWC float64 integers, see :func:`_features`) of the
+    calibration images. Their spatially pooled values are centred and partly whitened along their
+    principal directions: with the centred features ``X = U S V^T`` (N x 512), the weight is
+    ``M S^-(1 + p) U^T X = M S^-p V^T``, a random (``M``, classes x N) mix of the principal directions
+    ``V``, each divided by its spread to the power p (``_WHITEN_EIGHTHS / 8``); ``U`` and ``S`` come
+    from the N x N Gram matrix ``X X^T`` (Jacobi). The weight is then scaled so that the class scores
+    have a standard deviation of ``_SCORE_STD`` over the calibration images. The mean feature goes
+    into the bias, with a common offset that keeps the scores positive under the ReLU after conv10 (a
+    common offset does not change the softmax). Without this, the mean feature, which dwarfs its
+    image-to-image variation after ReLUs, decides the top class for every input.
+
+    All sums are of integers (int64, or float64 within :func:`_exact_affine`'s bound); the floating
+    point steps are elementwise and correctly rounded, so the result is the same on every CPU.
     """
-    pooled = features.mean(axis=(1, 2)).astype(np.float64)  # (N, 512)
-    mean = pooled.mean(axis=0)
-    _, singular, vt = np.linalg.svd(pooled - mean, full_matrices=False)
-    keep = singular > singular[0] * 1e-3
-    spread = singular[keep] / np.sqrt(len(pooled))
-    whiten = vt[keep] / spread[:, None] ** _WHITEN_POWER  # (k, 512)
-    mixing = rng.normal(0.0, 1.0, (num_classes, int(keep.sum())))
-    weight = mixing @ whiten  # (classes, 512)
-    weight *= _SCORE_STD / ((pooled - mean) @ weight.T).std()
-    bias = _SCORE_OFFSET * _SCORE_STD - weight @ mean + rng.normal(0.0, 0.01, num_classes)
-    return weight.astype(np.float32)[:, :, None, None], bias.astype(np.float32)
+    count, height, width, _ = features.shape
+    positions = height * width
+    if int(features.max()) * positions >= _EXACT:
+        raise ArithmeticError("calibration features too large to pool exactly in float64")
+    pooled = features.sum(axis=(1, 2)).astype(np.int64)  # (N, 512), exact
+    # count * (pooled - mean), to 24 bits (its Gram matrix then fits int64 with room to spare)
+    centred, shift = _shrink(count * pooled - pooled.sum(axis=0), 24)
+    eigenvalues, eigenvectors = _symmetric_eigen(_exact_int_matmul(centred, centred.T).astype(np.float64))
+    keep = eigenvalues > eigenvalues.max() * 1e-6
+    singular = np.sqrt(eigenvalues[keep])
+    spread = np.array([_eighths_power(float(s), _WHITEN_EIGHTHS) for s in singular])
+    # U S^-(1 + p), (N, k), spanning about 18 bits from the narrowest direction to the widest: 40 bits
+    # leave the widest 22 of its own
+    directions, _ = _to_grid(eigenvectors[:, keep] / (singular * spread), 40)
+    mixing = _normal_integers(rng, (num_classes, int(keep.sum())))
+    weight, _ = _shrink(_exact_int_matmul(mixing, directions.T), 20)  # (classes, N)
+    weight, _ = _shrink(_exact_int_matmul(weight, centred), 20)  # (classes, 512)
+    scores = _exact_int_matmul(centred, weight.T).ravel().tolist()  # (N * classes) Python ints
+    total, squares = sum(scores), sum(score * score for score in scores)
+    score_std = math.sqrt(len(scores) * squares - total * total) / len(scores)
+    # The centred features are count * positions * 2**(_ACTIVATION_BITS - shift) times the real ones.
+    gain = math.ldexp(_SCORE_STD * count * positions, _ACTIVATION_BITS - shift) / score_std
+    weight, exponent = _to_grid(weight * gain, _CLASSIFIER_BITS)
+    mean_score = _exact_int_matmul(weight, pooled.sum(axis=0)).astype(np.float64)
+    mean_score *= math.ldexp(1.0, -exponent - _ACTIVATION_BITS)
+    mean_score /= count * positions
+    noise = _normal_integers(rng, (num_classes,)) * (0.01 / 2**_UNIFORM_BITS)
+    bias = _SCORE_OFFSET * _SCORE_STD - mean_score + noise
+    return (weight * math.ldexp(1.0, -exponent)).astype(np.float32)[:, :, None, None], bias.astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -265,13 +491,14 @@ def build_squeezenet11(
     ``KeyError`` on the first weight name (it makes variables only for graph inputs), which makes it a
     handy "bad model" fixture; onnxruntime runs both variants.
 
-    Deterministic for a given ``seed`` (byte-identical files); takes about half a second.
+    Byte-identical files for a given ``seed`` on every x86-64 CPU; takes about a second.
     """
     path = Path(path)
     rng = np.random.RandomState(seed)
-    params = _init_weights(rng, num_classes)
-    calibration = random_images(_CALIBRATION_IMAGES, seed=seed + 7919)
-    params[-1] = _calibrate_classifier(rng, _features(params[:-1], calibration), num_classes)
+    grid = _init_weights(rng)
+    features = _features(grid, calibration_pixels(_CALIBRATION_IMAGES, seed=seed + 7919))
+    params = [_grid_to_float32(weight, bias) for weight, bias in grid]
+    params.append(_calibrate_classifier(rng, features, num_classes))
 
     nodes: list[onnx.NodeProto] = []
     initializers: list[onnx.TensorProto] = []
@@ -341,8 +568,9 @@ def build_squeezenet11(
     outputs = [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [1, num_classes])]
     graph = helper.make_graph(nodes, "squeezenet0", inputs, outputs, initializer=initializers)
     model = helper.make_model(
-        graph, producer_name="squeezenet_onnx (test fixture)", opset_imports=[helper.make_opsetid("", OPSET)]
+        graph, producer_name=PRODUCER_NAME, opset_imports=[helper.make_opsetid("", OPSET)]
     )
+    helper.set_model_props(model, {TEST_ONLY_KEY: TEST_ONLY_VALUE.format(seed=seed)})
     # IR version 3 requires every initializer to be a graph input; 4 is the first that does not.
     model.ir_version = IR_VERSION if weights_as_inputs else 4
     onnx.checker.check_model(model)
