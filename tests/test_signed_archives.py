@@ -228,7 +228,7 @@ def test_verify_refuses_each_tampered_archive(tampered, keys, store, name):
 
 def test_cli_verify_reports_the_fingerprint_and_exits_9_on_a_bad_signature(signed, tampered, keys):
     ok = subprocess.run(
-        [CLI, "verify", str(signed), "--public-key", str(keys["publisher"].public)],
+        [CLI, "verify", str(signed), "--trusted-key", str(keys["publisher"].public)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -240,7 +240,7 @@ def test_cli_verify_reports_the_fingerprint_and_exits_9_on_a_bad_signature(signe
             CLI,
             "verify",
             str(tampered["sitecustomize_added"]),
-            "--public-key",
+            "--trusted-key",
             str(keys["publisher"].public),
         ],
         capture_output=True,
@@ -276,11 +276,11 @@ def test_keygen_sign_and_verify_from_the_command_line(built, tmp_path):
     copy = tmp_path / "copy.mar"
     copy.write_bytes(built.archive.read_bytes())
     signing = subprocess.run(
-        [CLI, "sign", str(copy), "--sign-key", str(private)], capture_output=True, text=True
+        [CLI, "sign", str(copy), "--signing-key", str(private)], capture_output=True, text=True
     )
     assert signing.returncode == 0, signing.stderr
     verified = subprocess.run(
-        [CLI, "verify", str(copy), "--public-key", str(public)], capture_output=True, text=True, timeout=120
+        [CLI, "verify", str(copy), "--trusted-key", str(public)], capture_output=True, text=True, timeout=120
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
     fingerprint = keygen.stdout.split("sha256:")[1].split()[0]
@@ -301,7 +301,7 @@ def test_publish_records_the_verified_signature_and_publishes_the_bundle(signed,
     }
     assert (zoo / entry["signature"]["bundle"]).read_bytes() == files_of(signed)[SIGNATURE_BUNDLE]
     card = Path(result.card_path).read_text()
-    assert keys["publisher"].fingerprint in card and "squeezenet-mar verify signed.mar --public-key" in card
+    assert keys["publisher"].fingerprint in card and "squeezenet-mar verify signed.mar --trusted-key" in card
     assert verify_archive(zoo / entry["url"], trust=trust).signature is not None  # still verifies there
 
 

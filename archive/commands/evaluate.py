@@ -66,9 +66,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluate import EvaluateOptions, json_text, per_class_csv, report_lines, run_evaluation
+    from ..evaluate import (
+        NOTHING_TO_EVALUATE,
+        EvaluateOptions,
+        json_text,
+        per_class_csv,
+        report_lines,
+        run_evaluation,
+    )
 
     archive = archive_path(args)
+    if archive is None and args.server is None:
+        raise UsageError(NOTHING_TO_EVALUATE)
     require_folder(args.images, "image folder")
     for path, what in ((archive, "archive"), (args.labels, "labels file"), (args.synset, "synset")):
         if path is not None:
@@ -76,10 +85,6 @@ def run(args: argparse.Namespace) -> int:
     for output in (args.json, args.per_class):  # before an evaluation that may take an hour
         if output is not None and not output.parent.is_dir():
             raise UsageError(f"{output}: its folder {output.parent} does not exist")
-    if archive is not None:  # nothing of an archive that fails verification runs in this process
-        from ..verify import verify_archive
-
-        verify_archive(archive, trust=trust(args))
     result = run_evaluation(
         EvaluateOptions(
             images=args.images,
@@ -94,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             timeout=args.timeout,
             progress=not args.quiet,
+            trust=trust(args),  # the archive is verified before anything of it runs in this process
         )
     )
     for line in report_lines(result):

@@ -28,10 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..layout import sha256_file
     from ..sagemaker import model_tar_entries, write_model_tar
-    from ..verify import verify_archive
 
-    verify_archive(require_file(args.archive, "archive"), trust=trust(args))
-    output = write_model_tar(args.archive, args.output)
+    output = write_model_tar(require_file(args.archive, "archive"), args.output, trust=trust(args))
     print(f"model.tar.gz  {output}  ({output.stat().st_size} bytes, sha256 {sha256_file(output)})")
     for name in model_tar_entries(args.archive):
         print(f"  /opt/ml/model/{name}")

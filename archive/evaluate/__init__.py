@@ -109,7 +109,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-NOTHING_TO_EVALUATE = "nothing to evaluate: give --archive PATH (in-process) or --url URL"
+NOTHING_TO_EVALUATE = "nothing to evaluate: give an ARCHIVE (run in-process) or --server URL"
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ def _signing_section(signing: dict[str, Any] | None, *, name: str) -> str:
     head = "## Signature\n\n"
     if signing is None:
         return head + ("Not signed. The checksums above show the download is intact, not who published it.\n")
-    verify = f"squeezenet-mar verify {name} --public-key PUBLISHER.pub.pem"
+    verify = f"squeezenet-mar verify {name} --trusted-key PUBLISHER.pub.pem"
     if signing.get("verified_by_publisher"):
         who = (
             f"Signed (OpenSSF model signing, {signing.get('mode')} mode) by the key with SHA-256 fingerprint "
