@@ -138,6 +138,16 @@ def _blocks(handle: IO[bytes]) -> Iterator[bytes]:
         yield block
 
 
+def content_digest(entries: dict[str, Entry]) -> str:
+    """SHA-256 over every file's name and SHA-256 but the signature bundle's: the archive's content.
+    Signing an archive leaves it unchanged (it only adds the bundle); any other change alters it. An
+    evaluation records it, so that it can be published with the archive it measured, signed or not."""
+    lines = "".join(
+        f"{e.sha256}  {name}\n" for name, e in sorted(entries.items()) if name != SIGNATURE_BUNDLE
+    )
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

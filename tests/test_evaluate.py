@@ -445,17 +445,21 @@ def test_nothing_to_evaluate_without_archive_or_url(folder, tmp_path):
     assert run.code == 2 and "give an ARCHIVE (run in-process) or --server URL" in run.err
 
 
+CONTENT_LABEL = "Archive content SHA-256 (its files; signing leaves it unchanged)"
+
+
 def test_the_published_card_shows_the_evaluation(built, inprocess_run, tmp_path):
     record = json.loads(inprocess_run.json_path.read_text())  # what `publish --evaluation FILE` reads
     card = publish_archive(built.archive, tmp_path / "zoo", evaluation=record).card_path.read_text()
     section = card.split("Measured on this archive", 1)[1].split("## Serve it", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| ")]
-    assert rows[:16] == [
+    assert rows[:17] == [
         "| Metric | Value |",
         f"| Date | `{record['date']}` |",
         f"| Model | `{record['model']}` |",
         "| Archive | `squeezenet_v1.1.mar` |",
         f"| Archive SHA-256 | `{record['archive_sha256']}` |",
+        f"| {CONTENT_LABEL} | `{record['archive_content_sha256']}` |",
         "| Images | 26 |",
         "| Failed images (counted as wrong) | 2 |",
         f"| Top-1 (%) | {record['top1']} |",
@@ -577,3 +581,19 @@ def test_mxnet_says_nothing_between_the_progress_bar_lines(built, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "top1=" in done.stderr  # the progress bar
     assert "is activated" not in done.stderr and "MKLDNN" not in done.stderr + done.stdout
+
+
+def test_evaluate_then_sign_then_publish_keeps_the_evaluation_bound(built, inprocess_run, tmp_path):
+    """Signing changes the archive's SHA-256 but not the content the evaluation recorded."""
+    from keys import make_key
+    from squeezenet_mar.build import sign_archive
+    from squeezenet_mar.signatures import SigningKey, Trust
+
+    record = json.loads(inprocess_run.json_path.read_text())
+    key = make_key(tmp_path, "publisher")
+    signed = sign_archive(built.archive, SigningKey(key.private), tmp_path / "signed" / built.archive.name)
+    assert signed.sha256 != record["archive_sha256"]
+    published = publish_archive(
+        signed.archive, tmp_path / "zoo", evaluation=record, trust=Trust(key.public), require_signature=True
+    )
+    assert "Measured on this archive" in published.card_path.read_text()

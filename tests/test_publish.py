@@ -25,7 +25,15 @@ import pytest
 import requests
 from harness import ROOT
 from squeezenet_mar.errors import PublishError, VerifyError
-from squeezenet_mar.layout import MANIFEST, SHA256SUMS, manifest_bytes, sha256sums, write_zip
+from squeezenet_mar.layout import (
+    MANIFEST,
+    SHA256SUMS,
+    content_digest,
+    manifest_bytes,
+    read_archive,
+    sha256sums,
+    write_zip,
+)
 from squeezenet_mar.verify import verify_archive
 from squeezenet_mar.zoo import INDEX_FILE, LOCK_FILE, S3_NEEDS_BOTO3, publish_archive
 from squeezenet_mar.zoo.release import index_problem
@@ -252,8 +260,14 @@ def test_card_says_not_recorded_for_a_manifest_without_source(tmp_path: Path, zo
     assert "| Engine | not recorded |" in card
 
 
+def content_of(archive: Path) -> str:
+    """What ``evaluate`` records of the archive it measured (``archive_content_sha256``)."""
+    return content_digest(read_archive(archive).entries)
+
+
 def test_card_renders_the_given_evaluation(mar: Path, zoo: Path) -> None:
     evaluation = {
+        "archive_content_sha256": content_of(mar),
         "images": 50000,
         "top1": 56.3,
         "top5": 79.1,
@@ -269,6 +283,7 @@ def test_card_renders_the_given_evaluation(mar: Path, zoo: Path) -> None:
     assert rows == [
         "| Metric | Value |",
         "| Date | `2024-05-01` |",
+        f"| Archive content SHA-256 (its files; signing leaves it unchanged) | `{content_of(mar)}` |",
         "| Images | 50000 |",
         "| Top-1 (%) | 56.3 |",
         "| Top-5 (%) | 79.1 |",
@@ -312,7 +327,8 @@ def test_force_replaces_the_published_version(mar: Path, zoo: Path) -> None:
 def test_force_with_the_same_archive_makes_a_new_release(mar: Path, zoo: Path) -> None:
     """The card may change (another evaluation): a new release folder, never a listed file rewritten."""
     first = publish_archive(mar, zoo)
-    second = publish_archive(mar, zoo, force=True, evaluation={"images": 10, "top1": 50.0})
+    evaluation = {"archive_content_sha256": content_of(mar), "images": 10, "top1": 50.0}
+    second = publish_archive(mar, zoo, force=True, evaluation=evaluation)
     assert second.sha256 == first.sha256 and second.url != first.url
     assert release_folders(zoo) == [second.mar_path.parent]
     assert "| Top-1 (%) | 50.0 |" in second.card_path.read_text()
@@ -485,7 +501,10 @@ def entry_with(**changes: Any) -> dict[str, Any]:
 
 # name -> the index's "models" (each crafted one way), what the refusal names
 CRAFTED_INDEXES: dict[str, tuple[Any, str]] = {
-    "version_entry_is_a_list": ({MODEL: {"1.0": ["not", "an", "entry"]}}, f"model {MODEL} version 1.0: not an object"),
+    "version_entry_is_a_list": (
+        {MODEL: {"1.0": ["not", "an", "entry"]}},
+        f"model {MODEL} version 1.0: not an object",
+    ),
     "models_of_a_model_is_a_string": ({MODEL: "1.0"}, f"model {MODEL}: not an object of versions"),
     "size_is_a_string": ({MODEL: {"1.0": entry_with(size="12")}}, "size is missing or not an integer"),
     "size_is_a_bool": ({MODEL: {"1.0": entry_with(size=True)}}, "size is missing or not an integer"),
@@ -730,3 +749,22 @@ def test_mms_loads_the_release_the_index_names(mms, built, inprocess, zoo: Path,
         assert [row["class"] for row in answer.json()] == [row["class"] for row in expected]
     finally:
         mms.unregister("from_zoo")
+
+
+def test_an_evaluation_of_another_archive_is_refused_before_anything_is_written(mar: Path, zoo: Path) -> None:
+    other = make_mar(mar.with_name("other.mar"), "1.1", **{"extra.txt": b"another build"})
+    measured = {"archive": "other.mar", "archive_content_sha256": content_of(other), "model": f"{MODEL} 1.1"}
+    with pytest.raises(PublishError, match="the evaluation measured another archive"):
+        publish_archive(mar, zoo, evaluation=measured)
+    with pytest.raises(PublishError, match="names no archive"):  # a server, evaluated without one
+        publish_archive(mar, zoo, evaluation={"served_by": "http://host/predictions/squeezenet"})
+    wrong_model = {"archive_content_sha256": content_of(mar), "model": "another 2.0"}
+    with pytest.raises(PublishError, match="the evaluation is of another 2.0"):
+        publish_archive(mar, zoo, evaluation=wrong_model)
+    assert [p.name for p in zoo.rglob("*") if p.is_file()] in ([], [LOCK_FILE])
+
+
+def test_an_older_record_naming_the_archive_file_is_accepted(mar: Path, zoo: Path) -> None:
+    """Records written before archive_content_sha256 existed name the .mar's own SHA-256."""
+    card = publish_archive(mar, zoo, evaluation={"archive_sha256": sha256(mar.read_bytes()), "top1": 1.0})
+    assert "Measured on this archive" in card.card_path.read_text()

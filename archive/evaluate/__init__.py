@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..layout import content_digest
 from ..signatures import Trust
 from .archive_files import ArchiveFiles, read_archive_files
 from .errors import EvaluationError
@@ -150,6 +151,7 @@ def run_evaluation(options: EvaluateOptions) -> Evaluation:
     }
     if archive:
         details["archive"] = archive.path.name
+        details["archive_content_sha256"] = content_digest(archive.contents.entries)  # unchanged by signing
         if archive.sha256:
             details["archive_sha256"] = archive.sha256
     with contextlib.ExitStack() as stack:

@@ -79,6 +79,7 @@ from .release import (
     CheckedArchive,
     PublishResult,
     ReleasePaths,
+    check_evaluation,
     checksum_file,
     entry_files,
     index_bytes,
@@ -168,6 +169,8 @@ def publish_archive(
         except OSError as exc:
             raise PublishError(f"{archive}: cannot read it: {exc}") from exc
         checked = read_checked_archive(snapshot, trust, require_signature)
+        if evaluation is not None:  # before anything is written: the card would say "this archive"
+            check_evaluation(evaluation, checked)
         try:
             with store.session():
                 return _publish(store, checked, force, evaluation)

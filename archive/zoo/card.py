@@ -23,6 +23,7 @@ _EVALUATION_LABELS = {
     "model": "Model",
     "archive": "Archive",
     "archive_sha256": "Archive SHA-256",
+    "archive_content_sha256": "Archive content SHA-256 (its files; signing leaves it unchanged)",
     "images": "Images",
     "failed": "Failed images (counted as wrong)",
     "top1": "Top-1 (%)",

@@ -32,7 +32,7 @@ from typing import Any
 from squeezenet_handler.signing import SignatureInfo
 
 from ..errors import PublishError, SignatureVerifyError, VerifyError
-from ..layout import SIGNATURE_BUNDLE, Entry, sha256_file, unsafe_reason
+from ..layout import SIGNATURE_BUNDLE, Entry, content_digest, sha256_file, unsafe_reason
 from ..names import name_problem
 from ..signatures import BUNDLE_SUFFIX, Trust, verify_signature
 from ..verify import verify_archive
@@ -173,7 +173,9 @@ def read_checked_archive(
     if not archive.is_file():
         raise PublishError(f"{archive}: no such .mar file (publish takes a built archive, not a folder)")
     if require_signature and trust is None:
-        raise PublishError("--require-signature needs the key to trust: --public-key or --certificate-chain")
+        raise PublishError(
+            "--require-signature needs what to trust: --trusted-key or --trusted-certificate-chain"
+        )
     try:  # layout, names, hashes and consistency, without running code; then the signature if asked
         report = verify_archive(archive)
         contents = report.contents
@@ -200,6 +202,33 @@ def read_checked_archive(
         bundle=contents.kept.get(SIGNATURE_BUNDLE) if signed else None,
         signer=report.signature,
     )
+
+
+def check_evaluation(evaluation: dict[str, Any], checked: CheckedArchive) -> None:
+    """The card says "measured on this archive": refuse an evaluation of anything else. It names the
+    archive's content (``archive_content_sha256``, which signing leaves unchanged: evaluate, sign,
+    publish works) or, in records without it, the archive file's SHA-256; and the model and version."""
+    content = content_digest(checked.entries)
+    recorded = evaluation.get("archive_content_sha256")
+    model = f"{checked.model} {checked.version}"
+    if recorded is None and evaluation.get("archive_sha256") is None:
+        raise PublishError(
+            "the evaluation names no archive (a server was evaluated without one): evaluate the archive "
+            f"itself ('squeezenet-mar evaluate {checked.path.name} --images DIR --json FILE') to publish it"
+        )
+    if recorded is not None and recorded != content:
+        raise PublishError(
+            f"the evaluation measured another archive ({evaluation.get('model')}, "
+            f"{evaluation.get('archive')}: content sha256 {recorded}), not {checked.path.name} ({model}, "
+            f"content sha256 {content}): evaluate this archive, or publish the one evaluated"
+        )
+    if recorded is None and evaluation.get("archive_sha256") != checked.sha256:
+        raise PublishError(
+            f"the evaluation measured another archive (sha256 {evaluation.get('archive_sha256')}), not "
+            f"{checked.path.name} (sha256 {checked.sha256}): evaluate this archive"
+        )
+    if evaluation.get("model") not in (None, model):
+        raise PublishError(f"the evaluation is of {evaluation.get('model')}, the archive is {model}")
 
 
 def signing_record(checked: CheckedArchive, paths: ReleasePaths) -> dict[str, Any] | None:
