@@ -41,7 +41,13 @@ MXNET_PREFIX = "squeezenet1.1"
 FORMATS = ("onnx", "mxnet")
 ENGINES = ("mxnet", "onnxruntime")
 DESCRIPTION = (
-    "SqueezeNet 1.1 (ONNX model zoo), ImageNet 1000 classes; top-1 56.34%, top-5 79.12% on ILSVRC2012 val"
+    "SqueezeNet 1.1 (ONNX model zoo), ImageNet 1000 classes; the zoo reports top-1 56.34%, top-5 79.12% "
+    "on ILSVRC2012 val for its weights"
+)
+# An ONNX file that says it is a stand-in (the tests' seeded model does) is never described as the zoo's.
+TEST_ONLY_KEY = "squeezenet_mar.test_only"
+TEST_ONLY_DESCRIPTION = (
+    "TEST-ONLY: random weights in SqueezeNet 1.1's layout, not the trained model; its classes mean nothing"
 )
 
 
@@ -100,6 +106,7 @@ class OnnxInfo:
     input_shape: list[int | str]
     num_classes: int
     opset: int
+    test_only: str | None = None  # why the file says it is not a trained model (its metadata)
 
 
 def check_onnx(path: Path, num_labels: int) -> OnnxInfo:
@@ -133,7 +140,16 @@ def check_onnx(path: Path, num_labels: int) -> OnnxInfo:
             f"but synset.txt has {num_labels} labels"
         )
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
-    return OnnxInfo(data.name, shape, out_dims[-1], opset)
+    return OnnxInfo(data.name, shape, out_dims[-1], opset, test_only_reason(model))
+
+
+def test_only_reason(model: Any) -> str | None:
+    """What an ONNX file says of itself when it is a stand-in: its ``squeezenet_mar.test_only``
+    metadata, or a producer name containing TEST-ONLY; None for any other file."""
+    for prop in model.metadata_props:
+        if prop.key == TEST_ONLY_KEY:
+            return prop.value or "marked test-only"
+    return model.producer_name if "TEST-ONLY" in model.producer_name else None
 
 
 def count_labels(path: Path) -> int:
@@ -174,22 +190,28 @@ def convert_to_mxnet(onnx_path: Path, prefix: Path) -> list[Path]:
     return [Path(f"{prefix}-symbol.json"), Path(f"{prefix}-0000.params")]
 
 
-def build_manifest(options: BuildOptions, source: dict[str, Any]) -> dict[str, Any]:
-    """model-archiver's MANIFEST.json fields, plus where the model came from."""
+def build_manifest(
+    options: BuildOptions, source: dict[str, Any], test_only: str | None = None
+) -> dict[str, Any]:
+    """model-archiver's MANIFEST.json fields, plus where the model came from. A model that says it is a
+    test stand-in is described as one (and marked ``test_only``), whatever ``options.description``."""
+    description = TEST_ONLY_DESCRIPTION if test_only else options.description
     manifest: dict[str, Any] = {
         "runtime": "python",
         "model": {
             "modelName": options.model_name,
             "modelVersion": options.model_version,
             "handler": HANDLER,
-            "description": options.description,
+            "description": description,
         },
         "modelServerVersion": "1.0",
         "implementationVersion": "1.0",
         "specificationVersion": "1.0",
-        "description": options.description,
+        "description": description,
         "source": source,
     }
+    if test_only:
+        manifest["test_only"] = test_only
     if options.engine == "mxnet":
         manifest["engine"] = {"engineName": "MXNet", "engineVersion": "1.9.1"}
     if options.author or options.email:
@@ -264,7 +286,11 @@ def build_archive(options: BuildOptions) -> BuildResult:
             for p in sorted(staging.rglob("*"))
             if p.is_file()
         }
-        files[MANIFEST] = manifest_bytes(build_manifest(options, source))
+        if info.test_only:
+            logger.warning(
+                "%s is a TEST-ONLY model (%s): the archive says so", onnx_path.name, info.test_only
+            )
+        files[MANIFEST] = manifest_bytes(build_manifest(options, source, info.test_only))
         files[SHA256SUMS] = sha256sums(files)
         if options.signing_key is not None:
             files[SIGNATURE_BUNDLE] = sign(files, options.signing_key)

@@ -3,6 +3,7 @@ byte-for-byte rebuilds, tampering, unsafe entries, and downloads from a local HT
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -76,6 +77,34 @@ def problems_of(path: Path) -> list[tuple[str, str]]:
 
 
 # -------------------------------------------------------------------------------------------- build
+def seeded_model_note(onnx_file: Path) -> str:
+    import onnx
+    from squeezenet_onnx import TEST_ONLY_KEY
+
+    [note] = [p.value for p in onnx.load(str(onnx_file)).metadata_props if p.key == TEST_ONLY_KEY]
+    return note
+
+
+def test_a_test_only_model_is_described_as_one_and_a_zoo_file_is_not(built, onnx_model, tmp_path):
+    """The seeded model marks itself TEST-ONLY: the manifest and a published card say so; an ONNX file
+    without the mark keeps the zoo's description (figures given as the zoo's)."""
+    import onnx
+    from squeezenet_mar.build import DESCRIPTION, TEST_ONLY_DESCRIPTION
+    from squeezenet_mar.zoo import publish_archive
+
+    assert built.manifest["description"] == TEST_ONLY_DESCRIPTION and built.manifest["test_only"]
+    card = publish_archive(built.archive, tmp_path / "zoo").card_path.read_text()
+    assert "**TEST-ONLY archive**" in card
+    unmarked = onnx.load(str(onnx_model))
+    del unmarked.metadata_props[:]
+    unmarked.producer_name = "a trained model's exporter"
+    onnx.save(unmarked, str(tmp_path / "unmarked.onnx"))
+    options = BuildOptions(model_file=tmp_path / "unmarked.onnx", output=tmp_path / "u.mar", smoke_test=False)
+    result = build_archive(dataclasses.replace(options, progress=False))
+    assert result.manifest["description"] == DESCRIPTION and "test_only" not in result.manifest
+    assert "the zoo reports" in DESCRIPTION
+
+
 def test_archive_layout_and_golden_manifest(built, onnx_model):
     with zipfile.ZipFile(built.archive) as archive:
         infos = archive.infolist()
@@ -93,6 +122,7 @@ def test_archive_layout_and_golden_manifest(built, onnx_model):
     golden = (ROOT / "tests/data/manifest_golden.json").read_text()
     golden = golden.replace("{model_md5}", hashlib.md5(model).hexdigest())
     golden = golden.replace("{model_sha256}", hashlib.sha256(model).hexdigest())
+    golden = golden.replace("{test_only}", seeded_model_note(onnx_model))  # the seeded model says so itself
     assert manifest == json.loads(golden)
 
 

@@ -94,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"archive   {result.archive}")
     print(f"sha256    {result.sha256}  ({result.sha256_file.name})")
     print(f"format    {args.format}, engine {args.engine}")
+    if result.manifest.get("test_only"):
+        print(f"TEST-ONLY {result.manifest['test_only']}: the manifest and a published card say so")
     if result.bundle_file is not None:
         print(f"signed    key sha256:{signer_fingerprint(signing_key(args))}  ({result.bundle_file.name})")
     for name, digest in result.files.items():

@@ -171,6 +171,10 @@ def publish_archive(
         checked = read_checked_archive(snapshot, trust, require_signature)
         if evaluation is not None:  # before anything is written: the card would say "this archive"
             check_evaluation(evaluation, checked)
+        if checked.manifest.get("test_only"):
+            logger.warning(
+                "publishing a TEST-ONLY archive (%s): its card says so", checked.manifest["test_only"]
+            )
         try:
             with store.session():
                 return _publish(store, checked, force, evaluation)

@@ -58,8 +58,15 @@ def render_card(
     model = manifest["model"]
     model_name, version = str(model["modelName"]), str(model["modelVersion"])  # checked by names.py
     description = model.get("description") or manifest.get("description")
+    test_only = manifest.get("test_only")
+    warning = (
+        "**TEST-ONLY archive**: its model says it is a stand-in, not trained weights; its predictions mean "
+        "nothing. Its reason, as recorded:\n\n" + _code_block(str(test_only)) + "\n"
+        if test_only
+        else ""
+    )
     sections = [
-        f"# {model_name} {version}\n\nDescription, as the archive's manifest gives it:\n\n"
+        f"# {model_name} {version}\n\n{warning}Description, as the archive's manifest gives it:\n\n"
         + (_code_block(description) if description else f"{NOT_RECORDED}.\n"),
         _files_section(entries, name=name, sha256=sha256, size=size),
         _signing_section(signing, name=name),
