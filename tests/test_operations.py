@@ -295,3 +295,37 @@ def _not_root_shell_limits() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 4096 <= hard or (hard == resource.RLIM_INFINITY and soft < 4096):
         resource.setrlimit(resource.RLIMIT_NOFILE, (4096, hard))
+
+
+# ------------------------------------------------------------------- a fresh MMS folder (issue 20)
+def test_a_file_planted_in_mms_s_unpacked_model_folder_never_runs(serve, built, tmp_path):
+    """MMS 1.1.11 reuses ``$TEMP/models/<sha1>/`` when it exists ("model folder already exists"): a
+    file dropped there between two runs of serve would run. Every start empties MMS's temp folder."""
+    import zipfile
+
+    first = serve()
+    models = first.home / ".mms" / "mms" / "tmp" / "models"
+    unpacked = sorted(p.name for p in models.iterdir() if p.is_dir())  # MMS's SHA-1 of what it read
+    assert unpacked
+    first.process.send_signal(signal.SIGTERM)
+    assert first.process.wait(timeout=60) == 0
+    marker = tmp_path / "planted-code-ran"
+    for name in unpacked:  # the folder MMS would find again: the genuine files plus a sitecustomize.py
+        with zipfile.ZipFile(built.archive) as archive:
+            archive.extractall(models / name)
+        (models / name / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    home = first.home
+    command = [str(Path(sys.executable).with_name("squeezenet-mar")), "serve", str(built.archive)]
+    command += ["--config", str(home / "config.properties"), "--home", str(home / ".mms")]
+    command += ["--log-dir", str(home / "logs")]
+    with (home / "serve2.out").open("wb") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+    second = Served(process, first.url, first.management, home, home / "serve2.out")
+    try:
+        wait_until(lambda: "serving " in second.output(), START_TIMEOUT, "serving", second)
+        assert second.predict().status_code == 200
+        assert not marker.exists()
+        assert not models.exists() or not any(models.rglob("sitecustomize.py"))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
