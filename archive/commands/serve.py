@@ -14,6 +14,7 @@ from .. import MODEL_NAME
 from ..client import DEFAULT_MODEL
 from ..errors import UsageError
 from ..server import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_DELAY_MS, DEFAULT_WORKERS
+from ..serving.metrics import DEFAULT_METRICS_PORT
 from ..signatures import Trust, trust_from_environment
 from .aliases import add_archive_argument, archive_path, hidden
 from .inputs import require_file
@@ -42,6 +43,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     serve.add_argument(
         "--management-port", type=int, help="management port on 127.0.0.1 (default: the config's, 8081)"
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        default=DEFAULT_METRICS_PORT,
+        help="GET /metrics (Prometheus) on this port of the inference address's host (%(default)s; 0: off)",
     )
     serve.add_argument(
         "--batch-size",
@@ -83,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     for option, value in (("--workers", args.workers), ("--batch-size", args.batch_size)):
         if value < 1:  # MMS 1.1.11 hangs a model scaled to 0 workers (README, "Operations")
             raise UsageError(f"{option} must be at least 1, got {value}")
+    if not 0 <= args.metrics_port <= 65535:
+        raise UsageError(f"--metrics-port must be from 0 (off) to 65535, got {args.metrics_port}")
     if args.max_batch_delay < 0:
         raise UsageError(f"--max-batch-delay must be 0 or more, got {args.max_batch_delay}")
     # The handler shares the cores between the workers at run time (squeezenet_handler.cores) unless
@@ -123,13 +132,18 @@ def serve_archive(args: argparse.Namespace, copy: Path, home: Path, env: dict[st
     """nginx on the config's inference address, MMS behind it on 127.0.0.1, supervised until a stop."""
     from ..inprocess import smoke_image
     from ..server import ModelServer, free_port, read_properties, with_port
-    from ..serving import FrontSettings, ServedModel, ServingStack, StackOptions
+    from ..serving import FrontSettings, MetricsSettings, ServedModel, ServingStack, StackOptions
 
     properties = read_properties(args.config)
     public = properties.get("inference_address", "http://127.0.0.1:8080")
     if args.port is not None:
         public = with_port(public, args.port)
     health = home / "health"
+    metrics = None
+    if args.metrics_port:  # on the inference address's host; a port in use only warns (a dev machine)
+        host = public.split("://", 1)[-1].rpartition(":")[0]
+        metrics = MetricsSettings(f"{host}:{args.metrics_port}", home / "metrics", required=False)
+        env = {**env, **metrics.environment()}
     server = ModelServer(
         home / "mms",
         copy.parent,
@@ -156,14 +170,17 @@ def serve_archive(args: argparse.Namespace, copy: Path, home: Path, env: dict[st
         )
         print(f"  inference  {public}/predictions/{args.model}   (nginx in front of MMS)")
         print(f"  health     {public}/ping   (200 only while a worker can answer)")
+        if stack.metrics and stack.metrics.listening:
+            print(f"  metrics    http://{stack.metrics.settings.listen}/metrics   (Prometheus)")
         print(f"  management {server.management_url}/models   (no authentication: keep it on 127.0.0.1)")
         print(f"  logs       {args.log_dir}/   Ctrl-C or SIGTERM drains and stops")
         print(f"try: curl -X POST {public}/predictions/{args.model} -T samples/grace_hopper.jpg", flush=True)
 
-    options = StackOptions(register=True, warm_up_image=smoke_image(), on_ready=banner)
+    options = StackOptions(register=True, warm_up_image=smoke_image(), on_ready=banner, metrics=metrics)
     home.mkdir(parents=True, exist_ok=True)
     with (home / "mms.out").open("ab") as output:
-        code = ServingStack(server, front, [model], options, output).run()
+        stack = ServingStack(server, front, [model], options, output)
+        code = stack.run()
     print(
         "stopped" if code == 0 else f"error: the server stopped (exit code {code}); see {home / 'mms.out'}",
         file=sys.stderr,

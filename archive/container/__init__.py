@@ -32,6 +32,9 @@ The other settings, all environment variables (SageMaker's own names are honoure
 ``SQUEEZENET_INFERENCE_ADDRESS``   default ``http://0.0.0.0:8080`` (port: ``SAGEMAKER_BIND_TO_PORT``)
 ``SQUEEZENET_MANAGEMENT_ADDRESS``  default ``http://127.0.0.1:8081`` (the first port of
                                    ``SAGEMAKER_SAFE_PORT_RANGE`` when that is set); no authentication
+``SQUEEZENET_METRICS_ADDRESS``     ``GET /metrics`` (Prometheus), served by the entrypoint, default
+                                   ``http://0.0.0.0:8082`` (the third port of ``SAGEMAKER_SAFE_PORT_RANGE``
+                                   when that is set); ``off``: none
 ``SQUEEZENET_WORKERS``             workers per model (``SAGEMAKER_MODEL_SERVER_WORKERS``), default one
                                    per usable core: the CPU quota (``--cpus``, a CPU limit) counts
 ``SQUEEZENET_THREADS``             fixed threads per forward pass; by default the workers share the

@@ -11,7 +11,7 @@ from pathlib import Path
 from squeezenet_handler.health import HEALTH_DIR_ENV
 
 from ..server import ModelServer, free_port
-from ..serving import FrontSettings, ServedModel
+from ..serving import FrontSettings, MetricsSettings, ServedModel
 from .archives import locate_archives, model_names, stage_archives
 from .settings import ContainerError, Settings
 
@@ -64,12 +64,14 @@ def mms_properties(settings: Settings, store: Path, mms_port: int) -> dict[str, 
     }
 
 
-def mms_environment(settings: Settings, health: Path) -> dict[str, str]:
+def mms_environment(
+    settings: Settings, health: Path, metrics: MetricsSettings | None = None
+) -> dict[str, str]:
     """What MMS and its workers get besides the container's environment (``ModelServer`` adds a private
     tmp and the log folders): where loaded workers announce themselves, a fixed thread count if set.
     (The handler makes its worker take request bodies as bytes itself, and reads the trusted key, if
     any, from the environment the workers inherit.)"""
-    env = {HEALTH_DIR_ENV: str(health)}
+    env = {HEALTH_DIR_ENV: str(health), **(metrics.environment() if metrics else {})}
     if settings.threads is not None:
         env["SQUEEZENET_THREADS"] = str(settings.threads)
     return env
@@ -83,6 +85,7 @@ class Launch:
     front: FrontSettings
     models: list[ServedModel]
     inference_url: str  # the public address as reached from inside the container
+    metrics: MetricsSettings | None = None  # GET /metrics, served by the supervisor
 
 
 def local_url(address: str) -> str:
@@ -119,11 +122,14 @@ def prepare_model_server(settings: Settings, env: Mapping[str, str] | None = Non
     log_config.write_text(LOG4J2_XML)
     mms_port = settings.mms_port or free_port()
     health = home / "health"
+    metrics = None
+    if settings.metrics_address:
+        metrics = MetricsSettings(settings.metrics_address.split("://", 1)[1], home / "metrics")
     server = ModelServer(
         home / "mms",
         store,
         overrides=mms_properties(settings, store, mms_port),
-        env=mms_environment(settings, health),
+        env=mms_environment(settings, health, metrics),
         log_dir=home / "logs",
         log_config=log_config,
     )
@@ -137,4 +143,4 @@ def prepare_model_server(settings: Settings, env: Mapping[str, str] | None = Non
         drain_seconds=int(settings.drain_timeout),
     )
     served = [ServedModel(name, entry, workers=settings.workers) for name, entry in models.items()]
-    return Launch(server, front, served, local_url(settings.inference_address))
+    return Launch(server, front, served, local_url(settings.inference_address), metrics)

@@ -45,6 +45,7 @@ class Settings:
     inference_address: str = "http://0.0.0.0:8080"  # nginx, where clients connect
     management_address: str = "http://127.0.0.1:8081"
     mms_port: int | None = None  # MMS's own inference port on 127.0.0.1, behind nginx (None: a free one)
+    metrics_address: str | None = "http://0.0.0.0:8082"  # GET /metrics (Prometheus); None: off
     workers: int = DEFAULT_WORKERS
     threads: int | None = None
     response_timeout: int = 120
@@ -103,10 +104,12 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
     inference = f"http://0.0.0.0:{_port('SAGEMAKER_BIND_TO_PORT', port)}" if port else "http://0.0.0.0:8080"
     management = "http://127.0.0.1:8081"
     mms_port = None
+    metrics = "http://0.0.0.0:8082"
     safe_range = env.get("SAGEMAKER_SAFE_PORT_RANGE", "").strip()
     if safe_range:  # SageMaker: every port but the inference port must lie in this range
         low = _port("SAGEMAKER_SAFE_PORT_RANGE", safe_range.split("-", 1)[0])
         management, mms_port = f"http://127.0.0.1:{low}", low + 1
+        metrics = f"http://0.0.0.0:{low + 2}"
     inference = _address("SQUEEZENET_INFERENCE_ADDRESS", env.get("SQUEEZENET_INFERENCE_ADDRESS") or inference)
     management = _address(
         "SQUEEZENET_MANAGEMENT_ADDRESS", env.get("SQUEEZENET_MANAGEMENT_ADDRESS") or management
@@ -115,6 +118,18 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         raise ContainerError(
             f"the inference ({inference}) and management ({management}) ports must differ: "
             "set SQUEEZENET_INFERENCE_ADDRESS or SQUEEZENET_MANAGEMENT_ADDRESS"
+        )
+    metrics_setting = env.get("SQUEEZENET_METRICS_ADDRESS", "").strip()
+    metrics_address = (
+        None
+        if metrics_setting == "off"
+        else _address("SQUEEZENET_METRICS_ADDRESS", metrics_setting or metrics)
+    )
+    taken = {inference.rsplit(":", 1)[1], management.rsplit(":", 1)[1], str(mms_port)}
+    if metrics_address and metrics_address.rsplit(":", 1)[1] in taken:
+        raise ContainerError(
+            f"SQUEEZENET_METRICS_ADDRESS={metrics_address}: its port is taken by the inference, management "
+            "or model server's port; choose another (or 'off')"
         )
     name = env.get("SQUEEZENET_MODEL_NAME", "").strip() or DEFAULT_MODEL_NAME
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_\-.]*", name):
@@ -132,6 +147,7 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         ),
         threads=_positive_int(env, "SQUEEZENET_THREADS", default=1) if threads else None,
         mms_port=mms_port,
+        metrics_address=metrics_address,
         response_timeout=_positive_int(
             env,
             "SQUEEZENET_RESPONSE_TIMEOUT",

@@ -37,6 +37,7 @@ def run_model_server(launch: Launch, settings: Settings) -> int:
         stop_timeout=settings.stop_timeout,
         warm_up_image=smoke_image(),
         on_ready=ready,
+        metrics=launch.metrics,
     )
     stack = ServingStack(
         launch.server, launch.front, launch.models, options, sys.stdout.buffer, reap_orphans=True

@@ -169,6 +169,8 @@ http {{
             proxy_set_header Connection "";
             proxy_set_header Content-Type $mms_content_type;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            # when nginx hands the request on (body read): the handler's queue wait and duration
+            proxy_set_header X-Request-Start "t=${{msec}}";
             proxy_request_buffering on;
             proxy_buffering on;
             proxy_connect_timeout 5s;
