@@ -12,5 +12,6 @@ rest of the repository, so an archive runs on any MMS.
     trust.py           what the handler checks about its own files at load: owner, signature, checksums
     signing.py         OpenSSF model signing: sign and verify a folder, bytes or an archive's digests
     health.py          a loaded worker holds a lock a supervisor counts (serve, the container)
+    metrics.py         Prometheus series of the stages, when a supervisor asks (multiprocess files)
     service.py         the hooks (initialize, preprocess, inference, postprocess) and ``handle``
 """

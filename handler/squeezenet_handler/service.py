@@ -23,7 +23,8 @@ from .cores import CoreTokens
 from .engines import Engine, core_tokens, default_threads, load_engine
 from .errors import BadInput, InferenceError, ModelLoadError, ServiceError, UnsupportedMediaType
 from .health import announce_loaded
-from .images import SEND_AN_IMAGE, preprocess_image
+from .images import SEND_AN_IMAGE, decode_image, normalize, resize_and_crop
+from .metrics import NO_METRICS, Metrics, manifest_version, start_metrics
 from .postprocessing import softmax, top_k
 from .signature import SIGNATURE_FILE, SYNSET_FILE, Signature, read_labels, read_signature
 from .trust import check_archive_hashes, check_folder_ownership, check_signature
@@ -80,6 +81,7 @@ class SqueezeNetService:
         self.labels: list[str] = []
         self.engine: Engine | None = None
         self.cores: CoreTokens | None = None  # shared with the other workers (None: fixed threads)
+        self.metrics: Metrics = NO_METRICS  # recording only under a supervisor that asks (metrics.py)
 
     @property
     def initialized(self) -> bool:
@@ -90,7 +92,7 @@ class SqueezeNetService:
         props = context.system_properties
         model_dir = Path(props["model_dir"])
         check_folder_ownership(model_dir)  # no other local user made it or can change it
-        check_signature(model_dir)  # origin, when the operator names a trusted key
+        signer = check_signature(model_dir)  # origin, when the operator names a trusted key
         check_archive_hashes(model_dir)  # consistency
         sig = read_signature(model_dir / SIGNATURE_FILE)
         labels = read_labels(model_dir / SYNSET_FILE)
@@ -111,7 +113,10 @@ class SqueezeNetService:
                 f"model answers {probe.shape[1]} classes, but {SYNSET_FILE} has {len(labels)} labels"
             )
         self.signature, self.labels, self.engine = sig, labels, engine
-        announce_loaded(getattr(context, "model_name", "") or model_dir.name)  # for a supervisor, if any
+        name = getattr(context, "model_name", "") or model_dir.name
+        announce_loaded(name)  # for a supervisor, if any
+        self.metrics = start_metrics(name, manifest_version(context))
+        self.metrics.loaded(time.perf_counter() - started, signer is not None)
         sharing = f"shared with other workers as worker {self.cores.worker}" if self.cores else "fixed"
         logger.info(
             "squeezenet: engine %s, %d classes, batch <= %d, up to %d threads (%s), loaded in %.0f ms",
@@ -129,20 +134,26 @@ class SqueezeNetService:
 
     def preprocess(self, request: dict[str, Any]) -> np.ndarray:
         pre = self._signature().preprocessing
-        return preprocess_image(request_payload(request, pre.input_name), pre)
+        payload = request_payload(request, pre.input_name)
+        with self.metrics.stage("decode"):  # images.preprocess_image, timed stage by stage
+            image = decode_image(payload, pre)
+        with self.metrics.stage("preprocess"):
+            return normalize(resize_and_crop(image, pre.resize_shorter_side, pre.crop_size), pre)
 
     def inference(self, batch: np.ndarray) -> np.ndarray:
         if self.engine is None:
             raise ModelLoadError("the model is not loaded")
-        return self.engine(np.ascontiguousarray(batch, dtype=np.float32))
+        with self.metrics.stage("inference"):
+            return self.engine(np.ascontiguousarray(batch, dtype=np.float32))
 
     def postprocess(self, scores: np.ndarray, topks: Sequence[int]) -> list[list[dict[str, Any]]]:
-        probabilities = softmax(scores)
-        return [top_k(p, self.labels, k) for p, k in zip(probabilities, topks, strict=True)]
+        with self.metrics.stage("postprocess"):
+            probabilities = softmax(scores)
+            return [top_k(p, self.labels, k) for p, k in zip(probabilities, topks, strict=True)]
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
         """One answer per request; a failed request gets its own status, the others their predictions."""
-        with self.working():
+        with self.metrics.handling(data, context), self.working():
             return self._answers(data, context)
 
     def _answers(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
