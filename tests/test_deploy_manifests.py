@@ -1,11 +1,15 @@
-"""deploy/: the Kubernetes manifests, validated offline against the Kubernetes schemas that
-``kubernetes-validate`` ships, and checked against each other, the Containerfile and the podman
-configuration. Nothing here needs a cluster, a registry or podman."""
+"""deploy/: every kustomization rendered by the real ``kubectl kustomize`` (kustomize v4 or newer) and
+validated offline against the Kubernetes schemas that ``kubernetes-validate`` ships, then checked
+against each other, the container's defaults, the Containerfile, the prometheus-adapter rule and
+the podman configuration. Nothing here needs a cluster, a registry or podman."""
 
 from __future__ import annotations
 
-import copy
+import functools
+import json
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -14,45 +18,57 @@ import kubernetes_validate
 import pytest
 import yaml
 from harness import ROOT
+from squeezenet_mar.container.settings import settings_from_env
 
 DEPLOY = ROOT / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"
+BASE = KUBERNETES / "base"
+ZOO_URL = KUBERNETES / "overlays" / "zoo-url"
+ADAPTER_RULES = DEPLOY / "prometheus-adapter" / "rules.yaml"
 CONTAINERFILE = (DEPLOY / "Containerfile").read_text()
 # The oldest Kubernetes minor release still in common support, and the newest the package knows.
 VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
 MEASURED_MEMORY_MB = 480  # deploy/measure.py: a container (2 workers) after 200 requests, 2026-11-30
+KUSTOMIZATIONS = sorted(path.parent for path in DEPLOY.rglob("kustomization.yaml"))
+OLDEST_KUSTOMIZE = (4, 0)
 
 
 def load_kustomization(folder: Path) -> dict[str, Any]:
     return yaml.safe_load((folder / "kustomization.yaml").read_text())
 
 
-def resources(folder: Path = KUBERNETES) -> dict[str, dict[str, Any]]:
-    """kind -> the resource, for every file the kustomization lists."""
-    found: dict[str, dict[str, Any]] = {}
-    for name in load_kustomization(folder)["resources"]:
-        for document in yaml.safe_load_all((folder / name).read_text()):
-            found[document["kind"]] = document
+@functools.cache
+def kubectl() -> str:
+    """``kubectl``, with a kustomize of v4 or newer; the test fails saying what to install otherwise."""
+    found = shutil.which("kubectl")
+    if found is None:
+        pytest.fail(
+            "kubectl is not installed: the deploy tests render every kustomization with "
+            "`kubectl kustomize`. Install it with `sudo make system-setup` (Debian's kubernetes-client)"
+        )
+    done = subprocess.run([found, "version", "--client", "-o", "json"], capture_output=True, text=True)
+    version = json.loads(done.stdout or "{}").get("kustomizeVersion", "") if done.returncode == 0 else ""
+    match = re.fullmatch(r"v?(\d+)\.(\d+).*", version)
+    if not match or (int(match.group(1)), int(match.group(2))) < OLDEST_KUSTOMIZE:
+        pytest.fail(
+            f"{found}: its kustomize is {version or 'unknown'}, older than v4: the layout of deploy/ "
+            "needs kustomize v4 or newer (kubectl 1.21 or newer)"
+        )
     return found
 
 
-def apply_json6902(document: dict[str, Any], operations: list[dict[str, Any]]) -> dict[str, Any]:
-    """The ``add`` and ``replace`` operations of a JSON 6902 patch (what the overlay uses)."""
-    patched = copy.deepcopy(document)
-    for operation in operations:
-        *parents, last = [
-            part.replace("~1", "/").replace("~0", "~") for part in operation["path"][1:].split("/")
-        ]
-        target: Any = patched
-        for part in parents:
-            target = target[int(part)] if isinstance(target, list) else target[part]
-        if operation["op"] == "add" and isinstance(target, list):
-            target.insert(len(target) if last == "-" else int(last), operation["value"])
-        elif operation["op"] in ("add", "replace"):
-            target[int(last) if isinstance(target, list) else last] = operation["value"]
-        else:
-            raise ValueError(f"unsupported operation {operation['op']}")
-    return patched
+@functools.cache
+def render(folder: Path) -> tuple[dict[str, Any], ...]:
+    """What ``kubectl kustomize folder`` builds: its documents."""
+    done = subprocess.run([kubectl(), "kustomize", str(folder)], capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        pytest.fail(f"kubectl kustomize {folder.relative_to(ROOT)} failed:\n{done.stderr}")
+    return tuple(document for document in yaml.safe_load_all(done.stdout) if document)
+
+
+def resources(folder: Path = BASE) -> dict[str, dict[str, Any]]:
+    """kind -> the rendered resource."""
+    return {document["kind"]: document for document in render(folder)}
 
 
 def quantity(value: str) -> float:
@@ -81,32 +97,47 @@ def mms(pod) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------- validation
+def test_kubectl_renders_kustomizations_with_kustomize_v4_or_newer():
+    assert kubectl()
+
+
+def test_the_kustomizations_are_the_base_and_the_overlays_beside_it_never_inside_it():
+    """An overlay inside its base is a cycle for kustomize v5 ("candidate root ... contains visited
+    root"): every kustomization's resources lie outside its own folder or in files of it."""
+    assert KUSTOMIZATIONS == [BASE, ZOO_URL]
+    for folder in KUSTOMIZATIONS:
+        for entry in load_kustomization(folder).get("resources", []):
+            target = (folder / entry).resolve()
+            assert target.is_file() or not folder.resolve().is_relative_to(target), (folder, entry)
+
+
 @pytest.mark.parametrize("version", VERSIONS)
-@pytest.mark.parametrize("kind", ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"])
-def test_each_manifest_is_valid_against_the_kubernetes_schema(kinds, kind, version):
-    kubernetes_validate.validate(kinds[kind], version, strict=True)
+@pytest.mark.parametrize("folder", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(DEPLOY)))
+def test_every_kustomization_builds_and_what_it_builds_is_valid(folder, version):
+    documents = render(folder)
+    assert {d["kind"] for d in documents} == {
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+    }
+    for document in documents:
+        kubernetes_validate.validate(document, version, strict=True)
 
 
-def test_the_kustomization_lists_every_manifest_of_its_folder():
-    listed = set(load_kustomization(KUBERNETES)["resources"])
-    on_disk = {path.name for path in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml"}
+def test_the_base_lists_every_manifest_of_its_folder():
+    listed = set(load_kustomization(BASE)["resources"])
+    on_disk = {path.name for path in BASE.glob("*.yaml")} - {"kustomization.yaml"}
     assert listed == on_disk
 
 
-@pytest.mark.parametrize("version", VERSIONS)
-def test_the_zoo_url_overlay_gives_a_valid_deployment_of_the_generic_image(version):
-    overlay = load_kustomization(KUBERNETES / "zoo-url")
-    assert overlay["resources"] == [".."]
-    [image] = overlay["images"]
-    assert (image["name"], image["newTag"]) == ("squeezenet-mms", "generic")
-    [patch] = overlay["patches"]
-    assert patch["target"] == {"kind": "Deployment", "name": "squeezenet"}
-    operations = yaml.safe_load((KUBERNETES / "zoo-url" / patch["path"]).read_text())
-    deployment = apply_json6902(resources()["Deployment"], operations)
-    kubernetes_validate.validate(deployment, version, strict=True)
-    env = {
-        item["name"]: item["value"] for item in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
-    }
+def test_the_zoo_url_overlay_gives_the_generic_image_a_zoo_url_and_a_trusted_key():
+    overlay = load_kustomization(ZOO_URL)
+    assert overlay["resources"] == ["../../base"]
+    deployment = resources(ZOO_URL)["Deployment"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "squeezenet-mms:generic"
+    env = {item["name"]: item["value"] for item in container["env"]}
     assert re.fullmatch(r"https://\S+\.mar", env["SQUEEZENET_MODEL_URL"])
     # A downloaded archive's signature must verify against the publisher's key, mounted read-only.
     spec = deployment["spec"]["template"]["spec"]
@@ -120,9 +151,47 @@ def test_the_zoo_url_overlay_gives_a_valid_deployment_of_the_generic_image(versi
 def test_the_service_exposes_only_the_inference_port(kinds, mms):
     [port] = kinds["Service"]["spec"]["ports"]
     assert (port["port"], port["targetPort"]) == (8080, "http")
-    assert [(p["name"], p["containerPort"]) for p in mms["ports"]] == [("http", 8080)]
+    assert [(p["name"], p["containerPort"]) for p in mms["ports"]] == [("http", 8080), ("metrics", 8082)]
     assert kinds["Service"]["spec"]["type"] == "ClusterIP"
     assert "8081" not in yaml.safe_dump(kinds["Service"])
+    assert "8082" not in yaml.safe_dump(kinds["Service"]) and "metrics" not in yaml.safe_dump(
+        kinds["Service"]
+    )
+
+
+def test_prometheus_scrapes_the_metrics_port_the_entrypoint_serves(pod, mms):
+    """The annotations name the container's metrics port, which is the entrypoint's default."""
+    annotations = pod["metadata"]["annotations"]
+    [metrics] = [p for p in mms["ports"] if p["name"] == "metrics"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert int(annotations["prometheus.io/port"]) == metrics["containerPort"]
+    env = {item["name"]: item["value"] for item in mms["env"]}
+    address = env.get("SQUEEZENET_METRICS_ADDRESS") or settings_from_env({}).metrics_address
+    assert address == f"http://0.0.0.0:{metrics['containerPort']}"
+
+
+def test_the_hpa_scales_on_the_queue_depth_per_pod_from_the_adapter_rule_and_on_cpu(kinds):
+    queue, cpu = kinds["HorizontalPodAutoscaler"]["spec"]["metrics"]
+    assert queue["type"] == "Pods" and queue["pods"]["target"]["type"] == "AverageValue"
+    assert quantity(queue["pods"]["target"]["averageValue"]) > 0
+    assert (cpu["type"], cpu["resource"]["name"]) == ("Resource", "cpu")
+    [rule] = yaml.safe_load(ADAPTER_RULES.read_text())["rules"]
+    assert rule["name"]["as"] == queue["pods"]["metric"]["name"] == "squeezenet_queue_depth"
+    assert re.fullmatch(rule["name"]["matches"], "squeezenet_queue_depth")
+    assert rule["seriesQuery"].startswith("squeezenet_queue_depth{")
+    overrides = rule["resources"]["overrides"]
+    assert overrides == {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}
+    for placeholder in ("<<.Series>>", "<<.LabelMatchers>>", "<<.GroupBy>>"):
+        assert placeholder in rule["metricsQuery"]
+
+
+def test_replicas_spread_across_nodes(pod):
+    constraints = {c["topologyKey"]: c for c in pod["spec"]["topologySpreadConstraints"]}
+    nodes = constraints["kubernetes.io/hostname"]
+    assert (nodes["maxSkew"], nodes["whenUnsatisfiable"]) == (1, "DoNotSchedule")
+    for constraint in constraints.values():
+        assert constraint["labelSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
 
 
 def test_every_selector_matches_the_pods(kinds, pod):
@@ -216,7 +285,7 @@ def test_no_certificate_or_remote_file_is_added_to_the_image():
 
 def test_the_image_runs_non_root_under_an_init_with_a_healthcheck_and_both_ports_exposed():
     assert re.search(r"^USER 10001:10001$", CONTAINERFILE, re.M)
-    assert re.search(r"^EXPOSE 8080 8081$", CONTAINERFILE, re.M)
+    assert re.search(r"^EXPOSE 8080 8081 8082$", CONTAINERFILE, re.M)
     assert re.search(r"^HEALTHCHECK .*\n\s+CMD \[.*\"healthcheck\"\]$", CONTAINERFILE, re.M)
     assert re.search(r'^ENTRYPOINT \["/usr/bin/tini", "-g", "--", .*\]$', CONTAINERFILE, re.M)
 
