@@ -34,10 +34,13 @@ from squeezenet_onnx import build_squeezenet11
 HANDLER_PACKAGE = [
     "__init__.py",
     "cores.py",
+    "decode_memory.py",
     "engines.py",
     "errors.py",
     "graph.py",
+    "image_headers.py",
     "images.py",
+    "memory.py",
     "postprocessing.py",
     "service.py",
     "signature.py",

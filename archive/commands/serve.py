@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-batch-delay must be 0 or more, got {args.max_batch_delay}")
     # The handler shares the cores between the workers at run time (squeezenet_handler.cores) unless
     # SQUEEZENET_THREADS fixes the count; it forces OMP_NUM_THREADS itself (MMS's worker sets it to 1).
-    env: dict[str, str] = {}
+    env: dict[str, str] = {"SQUEEZENET_WORKERS": str(args.workers)}  # the handler's memory budget
     if args.threads_per_worker:
         env["SQUEEZENET_THREADS"] = str(args.threads_per_worker)
     trusted = trust_to_serve_with(trust(args), trust_from_environment(os.environ))

@@ -14,6 +14,7 @@ import os
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from .cores import CoreTokens
 from .engines import Engine, core_tokens, default_threads, load_engine
 from .errors import BadInput, InferenceError, ModelLoadError, ServiceError, UnsupportedMediaType
 from .health import announce_loaded
-from .images import SEND_AN_IMAGE, decode_image, normalize, resize_and_crop
+from .images import SEND_AN_IMAGE, decode_image, normalize, prepare_decoding, resize_and_crop
 from .metrics import NO_METRICS, Metrics, manifest_version, start_metrics
 from .postprocessing import softmax, top_k
 from .signature import SIGNATURE_FILE, SYNSET_FILE, Signature, read_labels, read_signature
@@ -95,6 +96,7 @@ class SqueezeNetService:
         signer = check_signature(model_dir)  # origin, when the operator names a trusted key
         check_archive_hashes(model_dir)  # consistency
         sig = read_signature(model_dir / SIGNATURE_FILE)
+        sig = replace(sig, preprocessing=prepare_decoding(sig.preprocessing))  # this process's memory
         labels = read_labels(model_dir / SYNSET_FILE)
         if len(labels) != sig.num_classes:
             raise ModelLoadError(

@@ -4,13 +4,14 @@ and ``engine``) and ``synset.txt``, validated at load: every number the pipeline
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import ModelLoadError
+from .memory import MemoryBudget, signature_budget
 
 SIGNATURE_FILE = "signature.json"
 
@@ -30,7 +31,17 @@ class Preprocessing:
     max_image_side: int
     max_decode_bytes: int
     max_jpeg_scans: int
+    max_jpeg_segments: int  # segments before the first scan (and among the scans)
+    max_png_chunks: int
+    max_png_text_bytes: int  # text Pillow inflates from a PNG's tEXt/zTXt/iTXt chunks, in Image.open
+    max_gif_blocks: int  # extension sub-blocks before the first frame
+    max_tiff_blocks: int  # strips or tiles
+    max_python_decoded_pixels: int  # formats Pillow decodes in Python (XPM, ASCII PNM, RLE BMP)
     draft: bool
+    memory_budget: MemoryBudget  # max_decode_bytes, or less for this process (memory.process_budget)
+
+    def with_budget(self, budget: MemoryBudget) -> Preprocessing:
+        return replace(self, memory_budget=budget)
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,7 @@ def parse_signature(raw: dict[str, Any], source: str = SIGNATURE_FILE) -> Signat
     if pre.get("interpolation", "bilinear") != "bilinear" or pre.get("color_mode", "RGB") != "RGB":
         raise ModelLoadError(f"{source}: only bilinear interpolation and RGB input are implemented")
     limits = raw.get("limits", {})
+    max_decode_bytes = int(limits.get("max_decode_bytes", 512 * 1024 * 1024))
     out_shape = list(_require(outputs[0], "data_shape", source))
     post = raw.get("postprocessing", {})
     engine = raw.get("engine", {})
@@ -86,9 +98,16 @@ def parse_signature(raw: dict[str, Any], source: str = SIGNATURE_FILE) -> Signat
             max_image_bytes=int(limits.get("max_image_bytes", 20 * 1024 * 1024)),
             max_image_pixels=int(limits.get("max_image_pixels", 40_000_000)),
             max_image_side=int(limits.get("max_image_side", 20_000)),
-            max_decode_bytes=int(limits.get("max_decode_bytes", 512 * 1024 * 1024)),
+            max_decode_bytes=max_decode_bytes,
             max_jpeg_scans=int(limits.get("max_jpeg_scans", 100)),
+            max_jpeg_segments=int(limits.get("max_jpeg_segments", 1000)),
+            max_png_chunks=int(limits.get("max_png_chunks", 25_000)),
+            max_png_text_bytes=int(limits.get("max_png_text_bytes", 8 * 1024 * 1024)),
+            max_gif_blocks=int(limits.get("max_gif_blocks", 10_000)),
+            max_tiff_blocks=int(limits.get("max_tiff_blocks", 65_536)),
+            max_python_decoded_pixels=int(limits.get("max_python_decoded_pixels", 262_144)),
             draft=bool(pre.get("jpeg_draft", True)),
+            memory_budget=signature_budget(max_decode_bytes),
         ),
         num_classes=int(out_shape[-1]),
         topk=int(post.get("topk", 5)),
