@@ -61,10 +61,14 @@ class InProcessService:
         """The archive's own ``squeezenet_handler.<name>`` module, as this service imported it."""
         return self.modules[f"squeezenet_handler.{name}"]
 
-    def predict(self, requests: list[dict[str, Any]]) -> list[Answer]:
+    def predict(
+        self, requests: list[dict[str, Any]], headers: list[dict[str, str]] | None = None
+    ) -> list[Answer]:
+        """One batch, as an MMS worker gets it; ``headers``: each request's HTTP headers."""
         from mms.context import RequestProcessor
 
-        self.context.request_processor = [RequestProcessor({}) for _ in requests]
+        headers = headers or [{} for _ in requests]
+        self.context.request_processor = [RequestProcessor(dict(h)) for h in headers]
         self.context.request_ids = {i: f"inprocess-{i}" for i in range(len(requests))}
         bodies = self._handle(requests, self.context)
         if not isinstance(bodies, list) or len(bodies) != len(requests):
@@ -74,7 +78,10 @@ class InProcessService:
         answers = []
         for idx, body in enumerate(bodies):
             status, _phrase = self.context.get_response_status(idx)
-            answers.append(Answer(status or 200, dict(self.context.get_response_headers(idx)), body))
+            status = status or 200
+            if status == 200 and isinstance(body, (str, bytes)):  # the prediction, as JSON text
+                body = json.loads(body)
+            answers.append(Answer(status, dict(self.context.get_response_headers(idx)), body))
         return answers
 
     def predict_bytes(self, images: list[bytes], topk: int | None = None) -> list[Answer]:

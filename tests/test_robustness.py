@@ -64,7 +64,7 @@ pytestmark = pytest.mark.integration
 REQUEST_TIMEOUT = 30.0  # seconds; every request has one, so a hang fails instead of stalling the run
 REGISTER_TIMEOUT = 120.0
 LAB_MAX_REQUEST_SIZE = 1024 * 1024  # the lab server's frontend limit, far below the handler's
-MMS_DEFAULT_MAX_REQUEST_SIZE = 6553500  # a stock MMS 1.1.11's max_request_size
+MMS_DEFAULT_MAX_REQUEST_SIZE = 6553500  # a stock MMS 1.1.11's max_request_size (TorchServe 0.12's too)
 MAX_IMAGE_BYTES = json.loads((ROOT / "signature.json").read_text())["limits"]["max_image_bytes"]
 PHOTO = images.jpeg(500, 375, 0)
 
@@ -183,20 +183,34 @@ class CorpusRun:
     pids_after: list[int]
     server: ModelServer
     max_request_size: int  # bytes; the frontend answers a larger body 413 by itself
+    reference: Any  # the in-process handler on the server's engine: the answers it must give
 
 
-@pytest.fixture(scope="module", params=["serve", "plain"])
+# corpus_run's servers -> (server fixture, in-process reference fixture). TorchServe's Python has no
+# MXNet: the archive runs on ONNX Runtime there, so its answers are ONNX Runtime's.
+SERVERS = {
+    "serve": ("mms", "inprocess"),
+    "plain": ("plain_mms", "inprocess"),
+    "torchserve": ("torchserve", "inprocess_onnxruntime"),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(SERVERS))
 def corpus_run(request) -> CorpusRun:
     """The whole corpus, one by one then 8 at a time, against the server ``squeezenet-mar serve``
-    configures (batch 8, 50 ms) and against a stock MMS whose config holds only its two addresses."""
-    server = request.getfixturevalue("mms" if request.param == "serve" else "plain_mms")
+    configures (batch 8, 50 ms), against a stock MMS whose config holds only its two addresses, and
+    against a stock TorchServe 0.12 (addresses and no token authorisation: tests/torchserve.py)."""
+    server_fixture, reference_fixture = SERVERS[request.param]
+    server = request.getfixturevalue(server_fixture)
+    reference = request.getfixturevalue(reference_fixture)
     url = f"{server.inference_url}/predictions/squeezenet"
     before = server.worker_pids("squeezenet")
     one_by_one = {name: ask(url, case) for name, case in CORPUS.items()}
     with ThreadPoolExecutor(8) as pool:
         concurrent = dict(zip(CORPUS, pool.map(lambda case: ask(url, case), CORPUS.values()), strict=True))
     limit = int(server.properties.get("max_request_size", MMS_DEFAULT_MAX_REQUEST_SIZE))
-    return CorpusRun(one_by_one, concurrent, before, server.worker_pids("squeezenet"), server, limit)
+    after = server.worker_pids("squeezenet")
+    return CorpusRun(one_by_one, concurrent, before, after, server, limit, reference)
 
 
 def test_the_corpus_has_at_least_twenty_kinds_of_good_and_bad_input():
@@ -207,7 +221,7 @@ def test_the_corpus_has_at_least_twenty_kinds_of_good_and_bad_input():
 
 
 @pytest.mark.parametrize("name", sorted(CORPUS))
-def test_each_request_gets_its_prediction_or_a_4xx_naming_the_cause(corpus_run, inprocess, name):
+def test_each_request_gets_its_prediction_or_a_4xx_naming_the_cause(corpus_run, name):
     case = CORPUS[name]
     for mode, reply in (
         ("one by one", corpus_run.one_by_one[name]),
@@ -215,7 +229,7 @@ def test_each_request_gets_its_prediction_or_a_4xx_naming_the_cause(corpus_run, 
     ):
         assert reply.status is not None, f"{mode}: no answer: {reply.body}"
         if case.image is not None:
-            [expected] = inprocess.predict_bytes([case.image], topk=case.topk)
+            [expected] = corpus_run.reference.predict_bytes([case.image], topk=case.topk)
             assert reply.status == 200, f"{mode}: {reply.status} {reply.body}"
             assert same_prediction(reply.body, expected.body), mode
         elif case.body is not None and len(case.body) > corpus_run.max_request_size:
@@ -316,6 +330,43 @@ def mixed(lab) -> str:
     return "mixed"
 
 
+@pytest.fixture(scope="module")
+def torchserve_lab(tmp_path_factory, lab_store):
+    """A TorchServe of this module's own: the minimal config plus ``enable_model_api`` (a stock one
+    registers nothing), with 'mixed' registered like on the lab MMS: batch_size 8, 5 s delay."""
+    from torchserve import TorchServe, minimal_properties, torchserve_missing
+
+    missing = torchserve_missing()
+    if missing:
+        pytest.skip(missing)
+    server = TorchServe(
+        tmp_path_factory.mktemp("torchserve_lab"), lab_store, minimal_properties(enable_model_api="true")
+    )
+    server.start()
+    try:
+        registration = Registration(url="mixed.mar", name="mixed", batch_size=8, max_batch_delay_ms=5000)
+        response = server.register(registration)
+        assert response.status_code == 200, response.text
+        server.wait_for_workers("mixed", 1)
+        yield server
+    finally:
+        server.stop()
+        assert not server.processes()
+
+
+@pytest.fixture(scope="module", params=["mms", "torchserve"])
+def batching(request) -> tuple[Any, str, Any]:
+    """(server, model, in-process reference) of a model batching 8 requests in one handler call."""
+    if request.param == "mms":
+        return (
+            request.getfixturevalue("lab"),
+            request.getfixturevalue("mixed"),
+            request.getfixturevalue("inprocess"),
+        )
+    reference = request.getfixturevalue("inprocess_onnxruntime")
+    return request.getfixturevalue("torchserve_lab"), "mixed", reference
+
+
 @pytest.mark.parametrize(
     ("bad", "position"),
     [
@@ -327,11 +378,12 @@ def mixed(lab) -> str:
         ("avif_corrupt_planes", 2),
     ],
 )
-def test_one_bad_image_in_a_batch_of_eight_fails_alone(lab, mixed, inprocess, bad, position):
+def test_one_bad_image_in_a_batch_of_eight_fails_alone(batching, bad, position):
+    server, mixed, reference = batching
     body, status, word = {**images.bad_inputs(), **REFUSED}[bad]
     goods = [images.jpeg(320, 240, seed) for seed in range(30, 37)]
     bodies = goods[:position] + [body] + goods[position:]
-    url = f"{lab.inference_url}/predictions/{mixed}"
+    url = f"{server.inference_url}/predictions/{mixed}"
     barrier = threading.Barrier(len(bodies))
 
     def send(payload: bytes) -> requests.Response:
@@ -341,11 +393,11 @@ def test_one_bad_image_in_a_batch_of_eight_fails_alone(lab, mixed, inprocess, ba
     with ThreadPoolExecutor(len(bodies)) as pool:
         responses = list(pool.map(send, bodies))
     assert [r.status_code for r in responses] == [status if i == position else 200 for i in range(8)]
-    assert batches_of(lab, [r.headers["x-request-id"] for r in responses]) == [8] * 8
+    assert batches_of(server, [r.headers["x-request-id"] for r in responses]) == [8] * 8
     error = responses[position].json()
     assert error["code"] == status and word.lower() in error["message"].lower()
     answered = responses[:position] + responses[position + 1 :]
-    for response, expected in zip(answered, inprocess.predict_bytes(goods), strict=True):
+    for response, expected in zip(answered, reference.predict_bytes(goods), strict=True):
         assert same_prediction(response.json(), expected.body)
 
 
@@ -680,6 +732,8 @@ def test_serve_restarts_mms_when_its_frontend_dies_and_leaves_no_worker_behind(b
         [java] = [p for p in descendants if Path(p.cmdline()[0]).name == "java"]
         workers = [p for p in descendants if "model_service_worker" in " ".join(p.cmdline())]
         assert workers
+        [launcher] = [p for p in descendants if "multi-model-server" in " ".join(p.cmdline()[:2])]
+        serve_pid = launcher.ppid()
         url = f"{_public_url(tmp_path / 'serve')}/predictions/squeezenet"
         java.kill()  # a process our serve started
         psutil.wait_procs(workers, timeout=30)  # serve stopped the dead frontend's workers
@@ -692,7 +746,7 @@ def test_serve_restarts_mms_when_its_frontend_dies_and_leaves_no_worker_behind(b
                     break
             time.sleep(0.2)
         assert answer is not None and answer.status_code == 200
-        seen.extend(p.pid for p in psutil.Process(os.getpid()).children(recursive=True))
+        seen.extend(p.pid for p in psutil.Process(serve_pid).children(recursive=True))
 
     (tmp_path / "store").mkdir()
     copy = tmp_path / "store" / built.archive.name

@@ -312,7 +312,7 @@ def test_publish_without_a_key_marks_the_signature_unverified(signed, tmp_path):
 
 
 def test_require_signature_needs_a_key(signed, tmp_path):
-    with pytest.raises(PublishError, match="--require-signature needs the key to trust"):
+    with pytest.raises(PublishError, match="--require-signature needs what to trust: --trusted-key"):
         publish_archive(signed, tmp_path / "zoo", require_signature=True)
 
 

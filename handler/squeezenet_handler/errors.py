@@ -3,6 +3,7 @@ place, per request::
 
     ServiceError                 500  a request's own unexpected failure
     +-- BadInput                 400  undecodable, empty, truncated, missing field, bad parameter
+    +-- NotAcceptable            406  the request's Accept header admits no JSON
     +-- PayloadTooLarge          413  too many bytes, pixels, decode memory or JPEG scans
     +-- UnsupportedMediaType     415  a recognisable non-image (PDF, HTML, SVG, JSON, text, ...)
     +-- InferenceError           500  the engine failed on a batch (every request of it gets this)
@@ -27,6 +28,11 @@ class ServiceError(Exception):
 class BadInput(ServiceError):
     status = 400
     reason = "Bad Request"
+
+
+class NotAcceptable(ServiceError):
+    status = 406
+    reason = "Not Acceptable"
 
 
 class PayloadTooLarge(ServiceError):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Sequence
@@ -20,13 +19,18 @@ from typing import Any
 
 import numpy as np
 
+from . import torchserve_worker
 from .cores import CoreTokens
-from .engines import Engine, core_tokens, default_threads, load_engine
+from .engines import Engine, choose_engine, core_tokens, default_threads, load_engine
 from .errors import BadInput, InferenceError, ModelLoadError, ServiceError, UnsupportedMediaType
 from .health import announce_loaded
 from .images import SEND_AN_IMAGE, decode_image, normalize, prepare_decoding, resize_and_crop
+from .load_failures import earlier_refusal, forget_refusal, in_server_worker, remember_refusal
 from .metrics import NO_METRICS, Metrics, manifest_version, start_metrics
+from .mms_worker import send_content_type_outside_headers, take_raw_request_bodies
 from .postprocessing import softmax, top_k
+from .protocols import answer_batch
+from .responses import JSON_TYPE, check_accept, json_body, request_headers
 from .signature import SIGNATURE_FILE, SYNSET_FILE, Signature, read_labels, read_signature
 from .trust import check_archive_hashes, check_folder_ownership, check_signature
 
@@ -103,7 +107,7 @@ class SqueezeNetService:
                 f"{SYNSET_FILE}: {len(labels)} labels, "
                 f"but {SIGNATURE_FILE} declares {sig.num_classes} classes"
             )
-        engine_name = os.environ.get("SQUEEZENET_ENGINE", sig.engine)
+        engine_name = choose_engine(sig, model_dir, default_threads())  # logs which and why
         max_batch = max(1, int(props.get("batch_size") or 1))
         self.cores = core_tokens()
         engine = load_engine(engine_name, model_dir, sig, default_threads(), self.cores)
@@ -156,7 +160,8 @@ class SqueezeNetService:
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
         """One answer per request; a failed request gets its own status, the others their predictions."""
         with self.metrics.handling(data, context), self.working():
-            return self._answers(data, context)
+            limit = self._signature().preprocessing.max_image_bytes  # KServe's shapes: protocols.py
+            return answer_batch(data, context, self._answers, limit)
 
     def _answers(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
         sig = self._signature()
@@ -166,6 +171,7 @@ class SqueezeNetService:
         good: list[int] = []
         for idx, request in enumerate(data):
             try:
+                check_accept(request_headers(context, idx))  # we answer JSON only: 406 otherwise
                 k = parse_topk(request.get("topk"), sig.topk, sig.num_classes)
                 tensor = self.preprocess(request)
             except ServiceError as exc:
@@ -189,7 +195,7 @@ class SqueezeNetService:
                 logger.exception("inference failed for a batch of %d", len(good))
                 return _answer_all(context, answers, good, InferenceError(f"inference failed: {exc!r}"))
             for idx, prediction in zip(good, predictions, strict=True):
-                answers[idx] = prediction
+                answers[idx] = _answer(context, idx, json_body(prediction))
         return answers
 
     def _signature(self) -> Signature:
@@ -199,15 +205,18 @@ class SqueezeNetService:
 
 
 def _error_answer(context: Any, idx: int, exc: ServiceError) -> str:
-    """The request's own status and a JSON body naming the cause.
-
-    No response headers (not even ``set_response_content_type``): MMS 1.1.11's frontend decodes the
-    per-request header map without handling a reply split across socket reads
-    (``ModelResponseDecoder`` -> ``CodecUtils.readMap``), so a batched reply carrying headers can fail
-    every request of the batch with a 500. Bodies are always JSON.
-    """
+    """The request's own status and a JSON body naming the cause, on one line."""
     context.set_response_status(exc.status, exc.reason, idx)
-    return json.dumps(exc.to_json())
+    return _answer(context, idx, json.dumps(exc.to_json()) + "\n")
+
+
+def _answer(context: Any, idx: int, body: str) -> str:
+    """``body``, declared ``application/json`` where that is safe: MMS 1.1.11 sends a per-request
+    content type in a header map its frontend mis-decodes in batched replies, so the type is set only
+    once ``mms_worker`` moved it out of that map (see there). Without it, bodies are JSON all the same."""
+    if _content_type_is_safe:
+        context.set_response_content_type(idx, JSON_TYPE)
+    return body
 
 
 _service = SqueezeNetService()
@@ -219,21 +228,6 @@ def _answer_all(context: Any, answers: list[Any], indices: list[int], exc: Servi
     return answers
 
 
-def take_raw_request_bodies() -> None:
-    """Make this worker hand every request body to the handler as bytes, whatever the server's config.
-
-    MMS's worker parses ``application/json`` bodies and decodes ``text/*`` ones before the handler
-    runs unless ``MMS_DECODE_INPUT_REQUEST`` is ``false``; the frontend sets that variable from its
-    ``decode_input_request`` setting (default true), and a malformed body then kills the worker
-    (``JSONDecodeError``/``UnicodeDecodeError`` in ``mms/protocol/otf_message_handler.py``). The
-    worker reads the variable again for every request, in this process, so setting it here at load
-    protects the archive on any MMS: a plain one, SageMaker's, a container's."""
-    previous = os.environ.get("MMS_DECODE_INPUT_REQUEST")
-    os.environ["MMS_DECODE_INPUT_REQUEST"] = "false"
-    if previous != "false":
-        logger.info("request bodies reach the handler as bytes (MMS_DECODE_INPUT_REQUEST was %r)", previous)
-
-
 def handle(data: list[dict[str, Any]] | None, context: Any) -> list[Any] | None:
     """MMS entry point: ``data is None`` at load time, else one answer per request in ``data``.
 
@@ -242,13 +236,42 @@ def handle(data: list[dict[str, Any]] | None, context: Any) -> list[Any] | None:
     ConcurrentModificationException in the frontend), restarting the worker. Whole-batch failures
     are therefore answered per request too.
     """
+    global _content_type_is_safe, _refusal
     if data is None:
         take_raw_request_bodies()
+        torchserve_worker.take_raw_request_bodies()
+        _content_type_is_safe = send_content_type_outside_headers()
         if not _service.initialized:
-            _service.initialize(context)
+            _load(context)
         return None
     if not _service.initialized:
-        return _answer_all(
-            context, [None] * len(data), list(range(len(data))), ModelLoadError("model not loaded")
-        )
+        error = ModelLoadError(f"model not loaded: {_refusal}" if _refusal else "model not loaded")
+        return _answer_all(context, [None] * len(data), list(range(len(data))), error)
     return _service.handle(data, context)
+
+
+_content_type_is_safe = False
+_refusal: str | None = None  # why this worker came up without its model (load_failures)
+
+
+def _load(context: Any) -> None:
+    """Initialize; a failed load raises the first time in its model folder and, in a server's worker,
+    answers 503 naming the cause from the second time on (see ``load_failures``)."""
+    global _refusal
+    model_dir = Path(context.system_properties["model_dir"])
+    try:
+        _service.initialize(context)
+    except ModelLoadError as exc:
+        earlier = earlier_refusal(model_dir) if in_server_worker() else None
+        if earlier is None:
+            if in_server_worker():
+                remember_refusal(model_dir, str(exc))
+            raise
+        _refusal = str(exc)
+        logger.error(
+            "squeezenet: model not loaded again (%s); this worker answers every request 503 with the cause "
+            "(MMS retries a failed load forever and reports the worker READY)",
+            exc,
+        )
+        return
+    forget_refusal(model_dir)
