@@ -197,11 +197,13 @@ def test_the_onnxruntime_engine_answers_like_mxnet(onnxruntime_dir, service):
     assert np.abs(np.array(got) - np.array(expected)).max() <= 1e-5
 
 
-def test_without_onnxruntime_the_load_fails_naming_the_package(onnxruntime_dir):
-    """A real import failure in a fresh interpreter (the package made unimportable), not a mock."""
+def test_without_onnxruntime_or_mxnet_the_load_fails_naming_the_package(onnxruntime_dir):
+    """A real import failure in a fresh interpreter (the packages made unimportable), not a mock. With
+    MXNet there, an archive preferring onnxruntime loads on MXNet instead (tests/test_engine_choice.py)."""
     script = (
         "import sys\n"
         "sys.modules['onnxruntime'] = None  # 'import onnxruntime' now raises ImportError\n"
+        "sys.modules['mxnet'] = None\n"
         "from pathlib import Path\n"
         "from squeezenet_mar.inprocess import InProcessService\n"
         "try:\n"

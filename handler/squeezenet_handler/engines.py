@@ -2,15 +2,23 @@
 
 MXNet (the default, the ONNX file imported into MXNet, or a converted checkpoint) and ONNX Runtime
 (an option), the model files they load, and how many threads they use.
+
+Which engine a worker runs (:func:`choose_engine`): ``SQUEEZENET_ENGINE`` when the operator sets it
+(exactly that one, or the load fails); else ``signature.json``'s engine, the archive's preference,
+when this Python can import it; else the other one that can run the archive's model file. So an
+ONNX archive answers on a server whose Python has ONNX Runtime but no MXNet (TorchServe's: MXNet
+1.9.1 needs numpy<1.24), with one log line saying which engine and why.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.util
 import io
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,6 +30,13 @@ from .graph import optimize_symbol, pad_output_channels
 from .signature import SIGNATURE_FILE, Signature
 
 logger = logging.getLogger(__name__)
+
+ENGINE_VARIABLE = "SQUEEZENET_ENGINE"  # the operator's choice, over signature.json's
+ENGINE_NAMES = ("mxnet", "onnxruntime")
+INSTALL = {
+    "mxnet": "pip install mxnet==1.9.1 (with numpy<1.24)",
+    "onnxruntime": "pip install onnxruntime",
+}
 
 
 class Engine(Protocol):
@@ -338,3 +353,71 @@ def load_engine(
         threads=threads,
         cores=cores,
     )
+
+
+def engine_import_problem(name: str, threads: int) -> str | None:
+    """Why this Python cannot run engine ``name`` (its import's error), or None when it can. MXNet is
+    looked for before it is imported (:func:`import_mxnet` sets its threads up first); an installed
+    but broken one (MXNet 1.9.1 under numpy >= 1.24 fails on ``np.bool``) counts as missing."""
+    module = "mxnet" if name == "mxnet" else "onnxruntime"
+    if module not in sys.modules and importlib.util.find_spec(module) is None:
+        return f"No module named {module!r}"
+    try:
+        if name == "mxnet":
+            import_mxnet(threads)
+        else:
+            import onnxruntime  # noqa: F401
+    except ModelLoadError as exc:
+        return str(exc.__cause__ or exc)
+    except Exception as exc:  # a broken installation raises whatever its import hits
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def choose_engine(sig: Signature, model_dir: Path, threads: int, env: dict[str, str] | None = None) -> str:
+    """The engine this worker runs (see the module docstring), logged in one line with the reason;
+    ModelLoadError naming what to install when no engine that runs the archive's model is importable."""
+    env = dict(os.environ) if env is None else env
+    kind, path = find_model_files(model_dir, sig.model_file)
+    runnable = ENGINE_NAMES if kind == "onnx" else ("mxnet",)  # ONNX Runtime needs the .onnx file
+    model_file = path.name if kind == "onnx" else f"{path.name}-symbol.json"
+    where = f"this Python ({sys.executable})"
+    forced = env.get(ENGINE_VARIABLE, "").strip()
+    if forced:
+        if forced not in ENGINE_NAMES:
+            raise ModelLoadError(f"{ENGINE_VARIABLE}={forced!r}: unknown engine (mxnet or onnxruntime)")
+        if forced not in runnable:
+            raise ModelLoadError(
+                f"{ENGINE_VARIABLE}={forced}: {model_file} is an MXNet checkpoint, which only mxnet runs"
+            )
+        problem = engine_import_problem(forced, threads)
+        if problem is not None:
+            raise ModelLoadError(
+                f"{ENGINE_VARIABLE}={forced}, but {where} cannot import it: {INSTALL[forced]} ({problem})"
+            )
+        logger.info("squeezenet: engine %s, as %s=%s asks", forced, ENGINE_VARIABLE, forced)
+        return forced
+    preferred = sig.engine
+    if preferred not in runnable:
+        return preferred  # load_engine names the problem (an unknown engine, a missing .onnx file)
+    problems: dict[str, str] = {}
+    for name in (preferred, *(other for other in runnable if other != preferred)):
+        problem = engine_import_problem(name, threads)
+        if problem is not None:
+            problems[name] = problem
+            continue
+        if name == preferred:
+            logger.info("squeezenet: engine %s, the one %s prefers", name, SIGNATURE_FILE)
+        else:
+            logger.warning(
+                "squeezenet: engine %s, because %s prefers %s, which %s cannot import (%s)",
+                name,
+                SIGNATURE_FILE,
+                preferred,
+                where,
+                problems[preferred],
+            )
+        return name
+    install = " or ".join(INSTALL[name] for name in reversed(runnable))
+    causes = "; ".join(f"{name}: {problem}" for name, problem in problems.items())
+    raise ModelLoadError(f"no inference engine for {model_file} in {where}: {install} ({causes})")
