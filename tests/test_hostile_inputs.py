@@ -129,6 +129,8 @@ def test_a_request_with_5000_fields_gets_a_short_error(service):
 
 
 def test_loading_makes_the_worker_take_raw_bodies(service):
-    """handle(None, ...) sets MMS_DECODE_INPUT_REQUEST=false in its own process: MMS's worker reads it
-    for every request, so JSON and text bodies reach the handler as bytes on any server."""
+    """handle(None, ...) sets MMS_DECODE_INPUT_REQUEST=false and TS_DECODE_INPUT_REQUEST=false in its own
+    process: MMS's and TorchServe's workers read them for every request, so JSON and text bodies reach
+    the handler as bytes on any server."""
     assert os.environ["MMS_DECODE_INPUT_REQUEST"] == "false"
+    assert os.environ["TS_DECODE_INPUT_REQUEST"] == "false"
