@@ -11,7 +11,15 @@ ARCHIVE := model_store/squeezenet_v1.1.mar
 ARCHIVE_INPUTS := signature.json synset.txt handler/squeezenet_service.py $(wildcard handler/squeezenet_handler/*.py)
 BUILD_ARGS := model_store/.build-args
 
-.PHONY: setup system-setup test test-quick lint serve archive verify bench bench-setup clean
+# TorchServe 0.12 (CPU torch, ONNX Runtime, no MXNet) in a virtualenv of its own: the second real server
+# the tests run the archive on. Its own virtualenv because MXNet's numpy<1.24 and torch's numpy clash.
+TS_VENV  ?= .venv-torchserve
+TS_STAMP := $(TS_VENV)/.installed-stamp
+# What the archive needs on TorchServe, plus what the tests ask of it (signing at load, metrics); the
+# versions come from constraints-torchserve.txt. torch is the CPU wheel, pinned there: never resolved.
+TS_PACKAGES := torchserve torch pyyaml onnxruntime pillow numpy model-signing pyopenssl prometheus_client psutil requests
+
+.PHONY: setup torchserve-setup system-setup test test-quick lint serve archive verify bench bench-setup clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (MXNet 1.9.1 needs Python 3.11)"; exit 1; }
@@ -24,19 +32,32 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+$(TS_STAMP): constraints-torchserve.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found"; exit 1; }
+	@echo "make torchserve-setup: creating $(TS_VENV) with TorchServe 0.12, CPU torch and ONNX Runtime (constraints-torchserve.txt): about a minute, once"
+	$(PYTHON) -m venv $(TS_VENV)
+	$(TS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TS_VENV)/bin/python -m pip install --quiet -c constraints-torchserve.txt $(TS_PACKAGES)
+	@$(TS_VENV)/bin/python -c "import torch; assert torch.__version__.endswith('+cpu'), torch.__version__" \
+		|| { echo "error: $(TS_VENV) got a torch that is not the CPU build"; exit 1; }
+	@touch $(TS_STAMP)
+
+## TorchServe's virtualenv for the tests (tests/torchserve.py finds it; `make test` makes it).
+torchserve-setup: $(TS_STAMP)
+
 ## As root, once: the Debian packages outside the virtualenv (nginx, ApacheBench, Prometheus, kubectl),
 ## podman and the local container base image. Quiet when everything is there.
 system-setup: container-setup
 	@bash scripts/system-setup.sh
 
 ## The whole test suite, integration, container and load tests included (what CI runs).
-test: setup system-setup
+test: setup torchserve-setup system-setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -ra
 
 ## Everything but the long load test and the container image.
-test-quick: setup
+test-quick: setup torchserve-setup
 	$(BIN)/python -m pytest -ra -m "not load and not container"
 
 lint: setup
@@ -83,6 +104,6 @@ bench-setup:
 	@bash scripts/system-setup.sh
 
 clean:
-	rm -rf $(VENV) model_store/*.mar model_store/*.sha256 model_store/*.sig $(BUILD_ARGS) logs .pytest_cache
+	rm -rf $(VENV) $(TS_VENV) model_store/*.mar model_store/*.sha256 model_store/*.sig $(BUILD_ARGS) logs .pytest_cache
 
 include deploy/image.mk

@@ -98,3 +98,46 @@ def plain_mms(tmp_path_factory: pytest.TempPathFactory, built):
     finally:
         server.stop()
         assert not server.processes()
+
+
+@pytest.fixture(scope="session")
+def inprocess_onnxruntime(built, tmp_path_factory: pytest.TempPathFactory):
+    """The built archive's handler in this process on ONNX Runtime (SQUEEZENET_ENGINE), as a server
+    without MXNet runs it (TorchServe's Python): the answers TorchServe must give."""
+    import os
+
+    from squeezenet_mar.inprocess import InProcessService
+
+    folder = tmp_path_factory.mktemp("unpacked_built_onnxruntime")
+    with zipfile.ZipFile(built.archive) as archive:
+        archive.extractall(folder)
+    previous = os.environ.get("SQUEEZENET_ENGINE")
+    os.environ["SQUEEZENET_ENGINE"] = "onnxruntime"
+    try:
+        return InProcessService(folder, batch_size=8)
+    finally:
+        if previous is None:
+            del os.environ["SQUEEZENET_ENGINE"]
+        else:
+            os.environ["SQUEEZENET_ENGINE"] = previous
+
+
+@pytest.fixture(scope="session")
+def torchserve(tmp_path_factory: pytest.TempPathFactory, built):
+    """A stock TorchServe 0.12 (``.venv-torchserve``: no MXNet) as a user runs it: a config holding only
+    its addresses (free ports) and ``disable_token_authorization=true``, the archive named on the
+    command line (``torchserve --start --model-store DIR --models squeezenet=squeezenet_v1.1.mar``),
+    one worker per core; always stopped, by our PIDs."""
+    from torchserve import TorchServe, torchserve_missing
+
+    missing = torchserve_missing()
+    if missing:
+        pytest.skip(missing)
+    server = TorchServe(tmp_path_factory.mktemp("torchserve"), built.archive.parent)
+    server.start(models=[f"squeezenet={built.archive.name}"])
+    try:
+        server.wait_for_workers("squeezenet")
+        yield server
+    finally:
+        server.stop()
+        assert not server.processes()

@@ -1,5 +1,6 @@
 """The README's `curl` lines, run exactly as written (only the address changed to the test server's)
-against a real MMS, on the server `squeezenet-mar serve` configures and on a stock one; each answer
+against a real MMS, on the server `squeezenet-mar serve` configures and on a stock one, and against a
+stock TorchServe 0.12 (tests/torchserve.py; ONNX Runtime, no MXNet there); each answer
 must be the one the README shows (same model: the seeded test model the README's run used), up to the
 rounding another CPU may do (see :func:`same_answer_on_any_cpu`)."""
 
@@ -126,7 +127,7 @@ def test_an_answer_from_another_cpu_is_the_one_shown_up_to_rounding(shown, next_
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the README's examples use curl")
-@pytest.mark.parametrize("server_name", ["mms", "plain_mms"])
+@pytest.mark.parametrize("server_name", ["mms", "plain_mms", "torchserve"])
 @pytest.mark.parametrize("index", range(len(CURL_LINES)))
 def test_each_readme_curl_line_gets_the_answer_shown(request, inprocess, server_name, index):
     server = request.getfixturevalue(server_name)

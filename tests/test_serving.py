@@ -22,6 +22,7 @@ from harness import ROOT
 from squeezenet_mar.build import BuildOptions, build_archive
 from squeezenet_mar.cli import main
 from squeezenet_mar.client import predict_one
+from squeezenet_mar.inprocess import InProcessService
 from squeezenet_mar.server import ModelServer, Registration, free_port
 from squeezenet_mar.zoo import publish_archive
 
@@ -62,6 +63,15 @@ def same_prediction(a: list[dict], b: list[dict]) -> bool:
     )
 
 
+@pytest.fixture(params=["mms", "torchserve"])
+def served(request) -> tuple[ModelServer, InProcessService]:
+    """(server, the in-process handler on its engine): MMS as ``serve`` runs it, and a stock TorchServe
+    0.12 (tests/torchserve.py), whose Python has ONNX Runtime and no MXNet."""
+    if request.param == "mms":
+        return request.getfixturevalue("mms"), request.getfixturevalue("inprocess")
+    return request.getfixturevalue("torchserve"), request.getfixturevalue("inprocess_onnxruntime")
+
+
 def test_ping(mms):
     assert requests.get(f"{mms.inference_url}/ping", timeout=10).json() == {"status": "Healthy"}
 
@@ -76,10 +86,11 @@ def test_list_and_describe(mms, built):
 
 
 @pytest.mark.parametrize("name", sorted(PHOTOS))
-def test_raw_body_and_multipart_answer_like_the_inprocess_handler(mms, inprocess, name):
-    raw = post(mms, PHOTOS[name])
+def test_raw_body_and_multipart_answer_like_the_inprocess_handler(served, name):
+    server, inprocess = served
+    raw = post(server, PHOTOS[name])
     form = requests.post(
-        f"{mms.inference_url}/predictions/squeezenet", files={"data": ("photo", PHOTOS[name])}, timeout=60
+        f"{server.inference_url}/predictions/squeezenet", files={"data": ("photo", PHOTOS[name])}, timeout=60
     )
     [local] = inprocess.predict_bytes([PHOTOS[name]])
     for response in (raw, form):
@@ -87,9 +98,10 @@ def test_raw_body_and_multipart_answer_like_the_inprocess_handler(mms, inprocess
         assert same_prediction(response.json(), local.body)
 
 
-def test_topk_as_a_multipart_field(mms):
+def test_topk_as_a_multipart_field(served):
+    server, _ = served
     response = requests.post(
-        f"{mms.inference_url}/predictions/squeezenet",
+        f"{server.inference_url}/predictions/squeezenet",
         files={"data": ("photo", PHOTOS["png"])},
         data={"topk": "3"},
         timeout=60,
@@ -97,8 +109,9 @@ def test_topk_as_a_multipart_field(mms):
     assert response.status_code == 200 and len(response.json()) == 3
 
 
-def test_bad_image_is_a_4xx_with_the_reason(mms):
-    response = post(mms, PHOTOS["jpeg"][:3000])
+def test_bad_image_is_a_4xx_with_the_reason(served):
+    server, _ = served
+    response = post(server, PHOTOS["jpeg"][:3000])
     assert response.status_code == 400
     assert response.json()["code"] == 400 and "truncated" in response.json()["message"]
 

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import images
 import pytest
@@ -406,18 +407,52 @@ def trusting_mms(tmp_path_factory, keys, store, tampered):
         assert not server.processes()
 
 
-def register(server: ModelServer, archive: Path, name: str) -> requests.Response:
+@pytest.fixture(scope="module")
+def trusting_torchserve(tmp_path_factory, keys, store, tampered):
+    """The same on TorchServe 0.12 (tests/torchserve.py): the minimal config plus ``enable_model_api``
+    (to register), the publisher's key in its environment, which its workers inherit."""
+    from torchserve import TorchServe, minimal_properties, torchserve_missing
+
+    missing = torchserve_missing()
+    if missing:
+        pytest.skip(missing)
+    server = TorchServe(
+        tmp_path_factory.mktemp("trusting_torchserve"),
+        store,
+        minimal_properties(enable_model_api="true"),
+        env={**Trust(public_key=keys["publisher"].public).environment(), "PYTHONDONTWRITEBYTECODE": ""},
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        assert not server.processes()
+
+
+@pytest.fixture(scope="module", params=["mms", "torchserve"])
+def trusting(request) -> tuple[Any, Path]:
+    """(a server whose workers trust the publisher's key, the log its workers write to)."""
+    if request.param == "mms":
+        server = request.getfixturevalue("trusting_mms")
+        return server, server.log_dir / "mms_log.log"
+    server = request.getfixturevalue("trusting_torchserve")
+    return server, server.model_log
+
+
+def register(server: Any, archive: Path, name: str) -> requests.Response:
     params = {"url": archive.name, "model_name": name, "initial_workers": 1, "synchronous": "true"}
     return requests.post(f"{server.management_url}/models", params=params, timeout=120)
 
 
 @pytest.mark.integration
-def test_a_trusting_mms_loads_the_signed_archive(trusting_mms, signed):
+def test_a_trusting_mms_loads_the_signed_archive(trusting, signed):
+    trusting_mms, log_file = trusting
     response = register(trusting_mms, signed, "genuine")
     assert response.status_code == 200, response.text
     answer = requests.post(f"{trusting_mms.inference_url}/predictions/genuine", data=PHOTO, timeout=60)
     assert answer.status_code == 200 and len(answer.json()) == 5
-    log = (trusting_mms.log_dir / "mms_log.log").read_text(errors="replace")
+    log = log_file.read_text(errors="replace")
     assert "signature verified" in log
     # ... beside the bytecode Python wrote for the entry module, the one file the check leaves out
     written = trusting_mms.home.glob(f"tmp/models/*/__pycache__/squeezenet_service.{BYTECODE_TAG}.pyc")
@@ -426,9 +461,10 @@ def test_a_trusting_mms_loads_the_signed_archive(trusting_mms, signed):
 
 @pytest.mark.integration
 @pytest.mark.parametrize("name", sorted(TAMPERED))
-def test_a_trusting_mms_refuses_each_tampered_archive_at_registration(trusting_mms, tampered, store, name):
+def test_a_trusting_mms_refuses_each_tampered_archive_at_registration(trusting, tampered, store, name):
     from test_robustness import wait_until_unregistered
 
+    trusting_mms, _ = trusting
     response = register(trusting_mms, tampered[name], name)
     assert response.status_code == 500, response.text
     assert wait_until_unregistered(trusting_mms, name) == 404
