@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ONNX_NAME = "squeezenet1.1.onnx"
+# The handler's own dependencies, packed beside it for servers that install them per model (TorchServe's
+# install_py_dep_per_model, which reads the manifest's model.requirementsFile): see the file itself.
+REQUIREMENTS = "requirements.txt"
 MXNET_PREFIX = "squeezenet1.1"
 FORMATS = ("onnx", "mxnet")
 ENGINES = ("mxnet", "onnxruntime")
@@ -203,6 +206,7 @@ def build_manifest(
             "modelVersion": options.model_version,
             "handler": HANDLER,
             "description": description,
+            "requirementsFile": REQUIREMENTS,
         },
         "modelServerVersion": "1.0",
         "implementationVersion": "1.0",
@@ -230,6 +234,10 @@ def _check_options(options: BuildOptions) -> None:
     for what, path in inputs.items():
         if not path.is_file():
             raise ModelCheckError(f"{path}: {what} file not found")
+    if not (options.handler.parent / REQUIREMENTS).is_file():
+        raise ModelCheckError(
+            f"{options.handler.parent / REQUIREMENTS}: the handler's {REQUIREMENTS} is missing"
+        )
     package = options.handler.parent / HANDLER_PACKAGE
     if not (package / "__init__.py").is_file():
         raise ModelCheckError(
@@ -250,6 +258,7 @@ def stage_files(options: BuildOptions, onnx_path: Path, info: OnnxInfo, staging:
     signature = archive_signature(options.signature, info, options.engine, model_file)
     (staging / "signature.json").write_text(json.dumps(signature, indent=2, sort_keys=True) + "\n")
     shutil.copyfile(options.synset, staging / "synset.txt")
+    shutil.copyfile(options.handler.parent / REQUIREMENTS, staging / REQUIREMENTS)
     for name, source in handler_files(options.handler).items():
         (staging / name).parent.mkdir(exist_ok=True)
         shutil.copyfile(source, staging / name)

@@ -42,14 +42,17 @@ HANDLER_PACKAGE = [
     "images.py",
     "memory.py",
     "postprocessing.py",
+    "protocols.py",
     "service.py",
     "signature.py",
     "signing.py",
+    "torchserve_worker.py",
     "trust.py",
 ]
 EXPECTED_ENTRIES = [
     "MAR-INF/MANIFEST.json",
     "MAR-INF/SHA256SUMS",
+    "requirements.txt",
     "signature.json",
     "squeezenet1.1.onnx",
     *[f"squeezenet_handler/{name}" for name in HANDLER_PACKAGE],
