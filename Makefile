@@ -8,7 +8,7 @@ SIGN_KEY ?=
 BATCH_SIZE ?=
 ARCHIVE := model_store/squeezenet_v1.1.mar
 # What the archive is built from: rebuilt only when one of these changed (or MODEL names another file).
-ARCHIVE_INPUTS := signature.json synset.txt handler/squeezenet_service.py $(wildcard handler/squeezenet_handler/*.py)
+ARCHIVE_INPUTS := signature.json synset.txt handler/squeezenet_service.py handler/requirements.txt $(wildcard handler/squeezenet_handler/*.py)
 BUILD_ARGS := model_store/.build-args
 
 # TorchServe 0.12 (CPU torch, ONNX Runtime, no MXNet) in a virtualenv of its own: the second real server
