@@ -53,16 +53,16 @@ def test_each_concept_has_one_spelling_in_every_subcommand():
     users = {
         concept: sorted(n for n, o in shown.items() if flag in o) for concept, flag in VOCABULARY.items()
     }
-    assert users["trusted public key"] == ["evaluate", "publish", "sagemaker", "serve", "verify"]
+    assert users["trusted public key"] == ["evaluate", "kserve", "publish", "sagemaker", "serve", "verify"]
     assert users["trusted certificate chain"] == users["trusted public key"]
     assert users["signing key"] == ["build", "sign"]
-    assert users["served model name"] == ["evaluate", "predict", "serve"]
+    assert users["served model name"] == ["evaluate", "kserve", "predict", "serve"]
     assert users["server address"] == ["evaluate", "predict"]
     assert users["model download address"] == ["build"]
 
 
 def test_the_archive_is_the_first_positional_argument_everywhere():
-    for name in ("verify", "sign", "publish", "sagemaker", "serve", "evaluate"):
+    for name in ("verify", "sign", "publish", "sagemaker", "kserve", "serve", "evaluate"):
         parser = subparsers()[name]
         positionals = [a for a in parser._actions if not a.option_strings]
         assert positionals and positionals[0].metavar == "ARCHIVE", name

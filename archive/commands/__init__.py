@@ -6,6 +6,16 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import build, evaluate, predict, publish, sagemaker, serve, sign, verify
+from . import build, evaluate, kserve, predict, publish, sagemaker, serve, sign, verify
 
-COMMANDS: tuple[ModuleType, ...] = (build, sign, verify, publish, serve, predict, evaluate, sagemaker)
+COMMANDS: tuple[ModuleType, ...] = (
+    build,
+    sign,
+    verify,
+    publish,
+    serve,
+    predict,
+    evaluate,
+    sagemaker,
+    kserve,
+)
