@@ -598,7 +598,17 @@ def test_a_dead_workers_gauges_are_dropped_and_its_counts_kept(tmp_path):
             worker.wait(timeout=10)
 
 
-# ------------------------------------------------------------------------------ the container's setting
+# ------------------------------------------------------------------------------------- the settings
+@pytest.mark.parametrize("port", ["-1", "65536"])
+def test_serve_refuses_a_metrics_port_out_of_range_before_anything_starts(port, built, tmp_path, capsys):
+    from squeezenet_mar.cli import main
+
+    config = ["--config", str(ROOT / "config.properties"), "--home", str(tmp_path / "home")]
+    assert main(["serve", str(built.archive), *config, "--metrics-port", port]) == 2
+    assert "--metrics-port must be from 0 (off) to 65535" in capsys.readouterr().err
+    assert not (tmp_path / "home").exists()
+
+
 def test_the_container_serves_metrics_on_8082_or_where_sagemaker_allows_or_not_at_all():
     assert settings_from_env({}).metrics_address == "http://0.0.0.0:8082"
     assert (
