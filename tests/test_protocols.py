@@ -64,6 +64,17 @@ def test_v2_inputs_get_classes_and_probabilities(service):
     }
 
 
+def test_kserve_answers_end_like_and_are_typed_like_plain_ones(service):
+    """One trailing newline, and the content type the service gives its own answers (where it is safe
+    to send one: see squeezenet_handler.mms_worker), on successes and errors alike."""
+    [plain] = service.predict([raw(PHOTOS[0])])
+    for request in (v1(PHOTOS[0]), v2(PHOTOS[0]), v1(b"%PDF-1.4 not an image"), raw(b'{"instances": 5}')):
+        [answer] = service.predict([request])
+        assert answer.headers == plain.headers
+        if answer.status != 200:  # (InProcessService hands successes over parsed)
+            assert answer.body.endswith("}\n") and not answer.body.endswith("\n\n")
+
+
 def test_a_v2_request_without_an_id_gets_the_servers_request_id(service):
     [answer] = service.predict([v2(PHOTOS[0], request_id=None)])
     assert answer.json["id"] == "inprocess-0"

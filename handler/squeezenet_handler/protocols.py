@@ -26,6 +26,8 @@ bytes would exceed the image byte limit of ``signature.json`` is refused (413) b
 Errors: a KServe request is one unit. If one of its images fails, the request gets that image's
 status and JSON body, the message prefixed with the image's place (``instances[2]: ...``), plus
 KServe's own error field ``error``. The other requests of the server's batch are not affected.
+Answers are JSON text ending in a newline, typed ``application/json`` wherever the service types its
+own answers (``mms_worker``).
 
 TorchServe's own KServe envelopes (``service_envelope=kserve``/``kservev2``, or ``TS_SERVICE_ENVELOPE``
 with ``enable_envvars_config=true``) are not used: they unwrap only the first request of a batch and
@@ -44,6 +46,8 @@ from typing import Any
 
 from .errors import BadInput, PayloadTooLarge, ServiceError
 from .metrics import manifest_version
+from .mms_worker import send_content_type_outside_headers
+from .responses import JSON_TYPE, json_body
 
 MAX_INSTANCES = 32  # images in one KServe request: each becomes a 600 KB input tensor
 _LOOKS_LIKE_AN_OBJECT = re.compile(rb"[ \t\r\n]*\{")
@@ -220,7 +224,7 @@ def _error(context: Any, idx: int, exc: ServiceError, kserve: bool) -> str:
     body = exc.to_json()
     if kserve:
         body["error"] = body["message"]  # KServe's error shape
-    return json.dumps(body)
+    return json.dumps(body) + "\n"
 
 
 def _as_json(answer: Any) -> Any:
@@ -259,6 +263,7 @@ def answer_batch(
     inner = _InstanceContext(context, owners, plain)
     flat_answers = answer(flat, inner) if flat else []
     answers: list[Any] = []
+    typed = send_content_type_outside_headers()  # as the service types its own answers (mms_worker)
     flat_index = {owner: position for position, owner in enumerate(owners) if position in plain}
     for idx in range(len(data)):
         found = parsed.get(idx)
@@ -268,6 +273,8 @@ def answer_batch(
             answers.append(_error(context, idx, found, kserve=True))
         else:
             answers.append(_kserve_answer(context, idx, found, flat_answers, inner))
+        if found is not None and typed:
+            context.set_response_content_type(idx, JSON_TYPE)
     return answers
 
 
@@ -284,27 +291,29 @@ def _kserve_answer(
             message = f"{place}: {body.get('message', '')}"
             context.set_response_status(status, phrase or "", idx)
             kind = str(body.get("type", ServiceError.__name__))
-            return json.dumps({"code": status, "type": kind, "message": message, "error": message})
+            return json.dumps({"code": status, "type": kind, "message": message, "error": message}) + "\n"
     predictions = [_as_json(answer) for answer in mine]
     if request.protocol == "v1":
-        return {"predictions": predictions}
+        return json_body({"predictions": predictions})
     top = len(predictions[0])
-    return {
-        "model_name": getattr(context, "model_name", ""),
-        "model_version": manifest_version(context),
-        "id": request.request_id or context.get_request_id(idx) or "",
-        "outputs": [
-            {
-                "name": "classes",
-                "datatype": "BYTES",
-                "shape": [count, top],
-                "data": [item["class"] for prediction in predictions for item in prediction],
-            },
-            {
-                "name": "probabilities",
-                "datatype": "FP64",
-                "shape": [count, top],
-                "data": [item["probability"] for prediction in predictions for item in prediction],
-            },
-        ],
-    }
+    return json_body(
+        {
+            "model_name": getattr(context, "model_name", ""),
+            "model_version": manifest_version(context),
+            "id": request.request_id or context.get_request_id(idx) or "",
+            "outputs": [
+                {
+                    "name": "classes",
+                    "datatype": "BYTES",
+                    "shape": [count, top],
+                    "data": [item["class"] for prediction in predictions for item in prediction],
+                },
+                {
+                    "name": "probabilities",
+                    "datatype": "FP64",
+                    "shape": [count, top],
+                    "data": [item["probability"] for prediction in predictions for item in prediction],
+                },
+            ],
+        }
+    )
