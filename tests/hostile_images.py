@@ -344,14 +344,14 @@ def largest_accepted(
 def main(argv: list[str]) -> int:
     """``python tests/hostile_images.py OUTDIR [LIMIT_BYTES WORKERS]``: write the largest image of
     each kind the handler accepts, under the budget its rule gives for a memory limit shared by
-    that many workers (default: 1 GiB and 2, the Kubernetes pod), with the estimate of each."""
+    that many workers (default: 1.5 GiB and 2, the Kubernetes pod), with the estimate of each."""
     from squeezenet_handler.errors import ServiceError
     from squeezenet_handler.images import estimate_request
     from squeezenet_handler.memory import decode_budget
     from squeezenet_handler.signature import read_signature
 
     out = Path(argv[0])
-    limit, workers = (int(argv[1]), int(argv[2])) if len(argv) > 2 else (1 << 30, 2)
+    limit, workers = (int(argv[1]), int(argv[2])) if len(argv) > 2 else (1536 << 20, 2)
     pre = read_signature(Path(__file__).resolve().parents[1] / "signature.json").preprocessing
     pre = pre.with_budget(decode_budget(pre.max_decode_bytes, (limit, "memory limit"), (workers, "workers")))
     print(f"budget {pre.memory_budget.bytes} bytes ({pre.memory_budget.source})")

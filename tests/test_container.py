@@ -31,6 +31,7 @@ import time
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -729,6 +730,7 @@ def test_the_generic_image_downloads_the_archive_its_url_names(
     server = containers(
         container_images.generic,
         "--network", "host",  # the zoo listens on this machine's 127.0.0.1
+        "--env", "SQUEEZENET_METRICS_ADDRESS=off",  # 8082 of the host may be taken
         "--env", f"SQUEEZENET_MODEL_URL={url}/squeezenet_v1.1/1.1/squeezenet_v1.1.mar",
         "--env", f"SQUEEZENET_INFERENCE_ADDRESS=http://127.0.0.1:{inference}",
         "--env", f"SQUEEZENET_MANAGEMENT_ADDRESS=http://127.0.0.1:{management}",
@@ -940,3 +942,70 @@ def test_sagemaker_contract_label_and_timeout(container_images, containers):
     server.wait_ready()
     config = server.exec("cat", "/tmp/squeezenet/mms/config.properties").stdout
     assert "default_response_timeout_seconds=60\n" in config  # SageMaker's own limit
+
+
+def oom_kills(container: str) -> int:
+    """Processes the kernel killed in the container's memory cgroup (v1 memory.oom_control, v2
+    memory.events), read on the host."""
+    path = deploy_image.podman("inspect", "--format", "{{.State.CgroupPath}}", container).stdout.strip()
+    for file, key in (
+        (Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.oom_control", "oom_kill"),
+        (Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.events", "oom_kill"),
+    ):
+        if file.is_file():
+            counts = dict(line.split() for line in file.read_text().splitlines() if len(line.split()) == 2)
+            return int(counts.get(key, 0))
+    pytest.fail(f"no memory cgroup found for {container} ({path})")
+
+
+@pytest.fixture(scope="module")
+def largest_images() -> dict[str, bytes]:
+    """The largest image of each kind the handler accepts in the Kubernetes pod (1.5 GiB, 2 workers),
+    found with the handler's own estimate (about a minute of encoding)."""
+    import hostile_images
+    from squeezenet_handler.errors import ServiceError
+    from squeezenet_handler.images import estimate_request
+    from squeezenet_handler.memory import decode_budget
+    from squeezenet_handler.signature import read_signature
+
+    pre = read_signature(ROOT / "signature.json").preprocessing
+    pre = pre.with_budget(decode_budget(pre.max_decode_bytes, (POD_MEMORY, "pod"), (2, "workers")))
+
+    def accepted(body: bytes) -> bool:
+        try:
+            estimate_request(body, pre)
+        except ServiceError:
+            return False
+        return True
+
+    return hostile_images.largest_accepted(accepted)
+
+
+POD_MEMORY = 1536 * 1024 * 1024  # deploy/kubernetes: the memory limit of a pod of 2 workers
+
+
+@pytest.mark.container
+@pytest.mark.parametrize("memory", [POD_MEMORY, 1024 * 1024 * 1024])
+def test_eight_clients_of_the_largest_images_never_oom_a_worker_nor_get_a_5xx(
+    container_images, containers, largest_images, memory
+):
+    """The pod's limits (2 CPUs, 1.5 GiB): every kind answered. A pod too small for its two workers
+    (1 GiB): the large ones refused with 413 naming the budget, still no OOM kill and no 5xx. (Before
+    the budget followed the memory: 13 OOM kills and 13 of 38 requests 500 for a 39.8 MP PNG.)"""
+    limits = ("--memory", str(memory), "--memory-swap", str(memory), "--cpus", "2")
+    server = containers(container_images.baked, *limits)
+    server.wait_ready()
+    seen = {}
+    for name, body in largest_images.items():
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(post, [server.url] * 8, [body] * 8))
+        seen[name] = sorted({a.status_code for a in answers})
+        for answer in answers:
+            assert answer.status_code in (200, 413), (name, answer.status_code, answer.text[:300])
+            if answer.status_code == 413:
+                assert "memory budget" in answer.json()["message"], answer.text
+    assert oom_kills(server.id) == 0, server.logs()[-3000:]
+    assert server.alive() and "restarting MMS" not in server.logs()
+    if memory == POD_MEMORY:
+        assert all(statuses == [200] for statuses in seen.values()), seen
+    print(f"--memory {memory >> 20} MiB: {seen}")

@@ -171,10 +171,11 @@ def budget_module():
     ("limit", "workers", "expected"),
     [
         (None, 2, 512 * MiB),  # no limit: the signature's
-        (1 << 30, 2, (1024 - 160 - 2 * 224) // 2 * MiB),  # the Kubernetes pod: 208 MiB each
-        (1 << 30, 1, 512 * MiB),  # one worker: 640 MiB left, the signature's 512 wins
-        (2 << 30, 4, (2048 - 160 - 4 * 224) // 4 * MiB),  # 248 MiB
-        (512 * MiB, 2, 32 * MiB),  # too small for 2 workers: the minimum, said so
+        (1536 * MiB, 2, (1536 - 640 - 2 * 224) // 2 * MiB),  # the Kubernetes pod: 224 MiB each
+        (1 << 30, 1, (1024 - 640 - 224) * MiB),  # one worker: 160 MiB
+        (1 << 30, 2, 32 * MiB),  # too small for 2 workers and large bodies: the minimum, said so
+        (2 << 30, 4, (2048 - 640 - 4 * 224) // 4 * MiB),  # 128 MiB
+        (512 * MiB, 2, 32 * MiB),
         (64 << 30, 8, 512 * MiB),
     ],
 )
@@ -234,7 +235,8 @@ def test_the_workers_are_the_configured_ones_else_one_per_core(environ, cores, e
 
 def test_a_tight_budget_answers_413_for_an_image_a_roomy_one_accepts():
     """The same 20-megapixel 16-bit RGBA PNG through the real preprocessing: accepted with the
-    signature's budget, refused with a 1 GiB pod's, the 413 naming the budget and where it came from."""
+    signature's budget, refused with that of a 1.5 GiB pod running 3 workers, the 413 naming the budget
+    and where it came from."""
     memory = budget_module()
     from squeezenet_handler.errors import PayloadTooLarge
     from squeezenet_handler.images import estimate_request, preprocess_image
@@ -244,7 +246,7 @@ def test_a_tight_budget_answers_413_for_an_image_a_roomy_one_accepts():
     roomy = read_signature(ROOT / "signature.json").preprocessing
     tight = roomy.with_budget(
         memory.decode_budget(
-            roomy.max_decode_bytes, (1 << 30, "cgroup memory.max"), (3, "SQUEEZENET_WORKERS")
+            roomy.max_decode_bytes, (1536 * MiB, "cgroup memory.max"), (3, "SQUEEZENET_WORKERS")
         )
     )
     assert estimate_request(body, roomy).peak > tight.memory_budget.bytes
@@ -253,7 +255,7 @@ def test_a_tight_budget_answers_413_for_an_image_a_roomy_one_accepts():
         preprocess_image(body, tight)
     message = str(refused.value)
     assert f"the limit is {tight.memory_budget.bytes} bytes" in message
-    assert "memory budget: cgroup memory.max 1073741824 shared by 3 workers (SQUEEZENET_WORKERS)" in message
+    assert "memory budget: cgroup memory.max 1610612736 shared by 3 workers (SQUEEZENET_WORKERS)" in message
 
 
 def test_loading_sets_pillows_own_limits_to_ours(service):

@@ -76,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
     )
 
     archive = archive_path(args)
+    require_folder(args.images, "image folder")
     if archive is None and args.server is None:
         raise UsageError(NOTHING_TO_EVALUATE)
-    require_folder(args.images, "image folder")
     for path, what in ((archive, "archive"), (args.labels, "labels file"), (args.synset, "synset")):
         if path is not None:
             require_archive(path) if what == "archive" else require_file(path, what)

@@ -18,6 +18,7 @@ from .settings import ContainerError, Settings
 logger = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 25 * 1024 * 1024  # as the repository's config.properties: a camera photo fits
+JVM_OPTIONS = "-Xmx256m -XX:MaxDirectMemorySize=128m"
 
 
 # MMS's log4j2 configuration for a container: everything on stdout, where container runtimes collect
@@ -61,6 +62,10 @@ def mms_properties(settings: Settings, store: Path, mms_port: int) -> dict[str, 
         "max_request_size": str(MAX_REQUEST_BYTES),
         "max_response_size": "6553500",
         "default_response_timeout_seconds": str(settings.response_timeout),
+        # A JVM bounded whatever the pod's size (by default it takes a quarter of it for its heap):
+        # its peak with large bodies in flight is what the handler's decode budget leaves it
+        # (squeezenet_handler.memory.FRONTEND_BYTES, measured with these settings).
+        "vmargs": JVM_OPTIONS,
     }
 
 

@@ -26,9 +26,13 @@ logger = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 
-# Measured with `serve` (2 workers, 400 requests of a 500x375 JPEG, 8 at a time; RSS by psutil): the
-# JVM 127 MiB, MMS's launcher 15 MiB, the workers' parent 17 MiB; each loaded worker 215 MiB.
-FRONTEND_BYTES = 160 * MiB
+# Measured in the container (2 workers; 8 clients posting each kind of the largest accepted image,
+# twice; VmHWM of each process): the JVM 513 MB with the container's -Xmx256m
+# -XX:MaxDirectMemorySize=128m (its bodies: about three copies of each request in flight), the
+# supervisor 61, nginx 22, MMS's launcher 12, the workers' parent 15 MB: 624 MB with a margin. Each
+# loaded worker 215 MB before its first decode, back to about 208 MB after (what a decode takes is
+# returned). With 8 clients of 500x375 JPEGs the JVM stays at 127 MB: the reserve is for large bodies.
+FRONTEND_BYTES = 640 * MiB
 WORKER_BYTES = 224 * MiB
 MIN_BUDGET = 32 * MiB  # below this not even a camera JPEG decodes; the limit is then simply too small
 NO_LIMIT = 1 << 60  # cgroup v1 writes "no limit" as 9223372036854771712, v2 as "max"
