@@ -63,11 +63,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    tool, handler = logging.getLogger("squeezenet_mar"), logging.getLogger("squeezenet_handler")
+    levels = (tool.level, handler.level)  # restored afterwards: main() may run in-process (tests, scripts)
     if not args.verbose:
-        logging.getLogger("squeezenet_mar").setLevel(logging.INFO)
+        tool.setLevel(logging.INFO)
         # The handler's load-time notes are for MMS's worker logs; run in-process by build, verify
         # --run and evaluate, its failures reach the command as exceptions.
-        logging.getLogger("squeezenet_handler").setLevel(logging.ERROR)
+        handler.setLevel(logging.ERROR)
     try:
         return args.func(args)
     except ArchiveToolError as exc:
@@ -76,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        tool.setLevel(levels[0])
+        handler.setLevel(levels[1])
 
 
 if __name__ == "__main__":

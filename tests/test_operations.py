@@ -99,6 +99,7 @@ def serve(built, tmp_path) -> Iterator[Callable[..., Served]]:
         write_properties(config, {**read_properties(ROOT / "config.properties"), **ports})
         command = [str(Path(sys.executable).with_name("squeezenet-mar")), "serve", str(built.archive)]
         command += ["--config", str(config), "--home", str(home / ".mms"), "--log-dir", str(home / "logs")]
+        command += ["--metrics-port", str(free_port())]  # 8082, the default, may be another server's
         log = home / "serve.out"
         with log.open("wb") as sink:
             process = subprocess.Popen([*command, *options], stdout=sink, stderr=subprocess.STDOUT)
@@ -202,6 +203,7 @@ def test_sigterm_answers_every_request_in_flight_then_exits_0(serve):
 def test_a_request_after_the_drain_began_is_refused_not_lost(serve):
     served = serve()
     served.process.send_signal(signal.SIGTERM)
+    wait_until(lambda: "SIGTERM: draining" in served.output(), 10, "the drain", served)
     assert new_request(served) in (503, "refused")  # told at once: draining, or nothing listens
     assert served.process.wait(timeout=60) == 0
 
@@ -317,6 +319,7 @@ def test_a_file_planted_in_mms_s_unpacked_model_folder_never_runs(serve, built, 
     home = first.home
     command = [str(Path(sys.executable).with_name("squeezenet-mar")), "serve", str(built.archive)]
     command += ["--config", str(home / "config.properties"), "--home", str(home / ".mms")]
+    command += ["--metrics-port", str(free_port())]
     command += ["--log-dir", str(home / "logs")]
     with (home / "serve2.out").open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)

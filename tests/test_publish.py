@@ -7,6 +7,7 @@ signature.json and synset.txt of the repository, and a dummy model blob (publish
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -731,15 +732,22 @@ def test_the_zoo_is_served_by_a_static_http_server(mar: Path, zoo: Path, served:
     assert (zoo / LOCK_FILE).exists()
 
 
-def test_mms_loads_the_release_the_index_names(mms, built, inprocess, zoo: Path, served: str) -> None:
+def test_mms_loads_the_release_the_index_names(
+    mms, onnx_model, inprocess, zoo: Path, served: str, tmp_path: Path
+) -> None:
     """The real server registers the archive from the URL the index gives, after a --force republish,
-    and answers as the archive's own handler does."""
+    and answers as the archive's own handler does. The archive is a build of its own (another
+    version): MMS 1.1.11 unpacks archives of identical content into one folder and deletes it when
+    either model is unregistered, which would break the fixture's own model."""
     import images
+    from squeezenet_mar.build import BuildOptions, build_archive
     from squeezenet_mar.server import Registration
 
-    publish_archive(built.archive, zoo)
-    publish_archive(built.archive, zoo, force=True)
-    entry = requests.get(f"{served}/{INDEX_FILE}", timeout=5).json()["models"][MODEL]["1.1"]
+    options = BuildOptions(model_file=onnx_model, model_version="1.1.9", output=tmp_path / "zoo.mar")
+    archive = build_archive(dataclasses.replace(options, smoke_test=False, progress=False)).archive
+    publish_archive(archive, zoo)
+    publish_archive(archive, zoo, force=True)
+    entry = requests.get(f"{served}/{INDEX_FILE}", timeout=5).json()["models"][MODEL]["1.1.9"]
     photo = images.jpeg(500, 375, 3)
     mms.register(Registration(url=f"{served}/{entry['url']}", name="from_zoo"))
     try:

@@ -26,6 +26,7 @@ moto_server = pytest.importorskip("moto.server")
 
 from harness import ROOT  # noqa: E402
 from squeezenet_mar.errors import PublishError  # noqa: E402
+from squeezenet_mar.layout import content_digest, read_archive  # noqa: E402
 from squeezenet_mar.zoo import INDEX_FILE, publish_archive  # noqa: E402
 from squeezenet_mar.zoo import s3 as publish_s3  # noqa: E402
 from test_publish import CRAFTED_INDEXES, MODEL, SOURCE, assert_consistent, make_mar, manifest  # noqa: E402
@@ -150,7 +151,8 @@ def test_publish_uploads_archive_checksum_card_and_index(s3: Any, mar: Path) -> 
 
 
 def test_the_card_is_the_local_zoos_card(s3: Any, mar: Path, tmp_path: Path) -> None:
-    evaluation = {"images": 50000, "top1": 56.3, "top5": 79.1}
+    content = content_digest(read_archive(mar).entries)  # what evaluate records of the archive it measured
+    evaluation = {"archive_content_sha256": content, "images": 50000, "top1": 56.3, "top5": 79.1}
     remote = publish_archive(mar, ZOO, evaluation=evaluation)
     local = publish_archive(mar, tmp_path / "zoo", evaluation=evaluation)
 

@@ -697,6 +697,7 @@ def run_serve(
     write_properties(config, {**read_properties(ROOT / "config.properties"), **ports})
     command = [str(Path(sys.executable).with_name("squeezenet-mar")), "serve", str(archive)]
     command += ["--config", str(config), "--home", str(home / ".mms"), "--log-dir", str(home / "logs")]
+    command += ["--metrics-port", str(free_port())]  # 8082, the default, may be another server's
     output = home / "serve.out"
     served, descendants = False, []
     with output.open("wb") as sink:

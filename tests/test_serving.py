@@ -242,12 +242,12 @@ def test_serve_command_runs_in_the_foreground_and_stops_on_ctrl_c(built, tmp_pat
     config.write_text(text)
     command = [
         str(Path(sys.executable).with_name("squeezenet-mar")),
-        "serve",
-        "--archive", str(built.archive),
+        "serve", str(built.archive),
         "--config", str(config),
         "--batch-size", "4",
         "--home", str(tmp_path / ".mms"),
         "--log-dir", str(tmp_path / "logs"),
+        "--metrics-port", str(free_port()),
     ]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

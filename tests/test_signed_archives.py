@@ -336,10 +336,11 @@ def run_serve(archive: Path, trusted: Path, home: Path) -> subprocess.CompletedP
     command = [
         CLI,
         "serve",
-        "--archive",
         str(archive),
         "--config",
         str(config),
+        "--metrics-port",
+        str(free_port()),
         "--trusted-key",
         str(trusted),
     ]

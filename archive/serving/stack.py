@@ -254,14 +254,14 @@ class ServingStack:
     def _drain(self) -> int:
         """Stop taking requests, answer those accepted, then stop MMS: the exit code 0."""
         began = time.monotonic()
+        self.watchdog.draining = True  # first: /ping 503 and new predictions refused at once
+        self.board.show(self.watchdog.observe(Observation(began, {}, True)))
+        self.front.drain()
         logger.info(
             "%s: draining (up to %.0f s for the requests in flight)",
             self._events.signal_name or "stop",
             self.options.drain_seconds,
         )
-        self.watchdog.draining = True
-        self.board.show(self.watchdog.observe(Observation(began, {}, True)))
-        self.front.drain()
         if not self.front.wait(self.options.drain_seconds):
             logger.warning(
                 "requests still in flight after %.0f s: stopping anyway", self.options.drain_seconds
