@@ -44,7 +44,7 @@ def test_a_client_accepting_no_json_gets_406_for_that_request_alone(service):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("server_name", ["mms", "plain_mms"])
+@pytest.mark.parametrize("server_name", ["mms", "plain_mms", "torchserve"])
 def test_answers_are_json_with_its_content_type_and_a_final_newline(request, server_name):
     server = request.getfixturevalue(server_name)
     url = f"{server.inference_url}/predictions/squeezenet"

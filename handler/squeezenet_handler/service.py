@@ -240,7 +240,9 @@ def handle(data: list[dict[str, Any]] | None, context: Any) -> list[Any] | None:
     if data is None:
         take_raw_request_bodies()
         torchserve_worker.take_raw_request_bodies()
-        _content_type_is_safe = send_content_type_outside_headers()
+        _content_type_is_safe = (
+            send_content_type_outside_headers() or torchserve_worker.content_type_is_safe()
+        )
         if not _service.initialized:
             _load(context)
         return None
