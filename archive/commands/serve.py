@@ -24,10 +24,12 @@ from .keys import add_trust_options, trust
 def add_parser(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser(
         "serve",
-        help="run Multi Model Server in the foreground with the archive registered (Ctrl-C stops)",
-        description="Starts MMS with the given config.properties, registers the archive through the "
-        "management API (the only way MMS enables batching) and waits; Ctrl-C or SIGTERM stops MMS "
-        "and its workers.",
+        help="serve the archive: MMS behind nginx, supervised, in the foreground (Ctrl-C drains and stops)",
+        description="Checks the archive (and its signature, with a trusted key), starts MMS on 127.0.0.1 "
+        "with the given config.properties, registers the archive through the management API (the only "
+        "way MMS enables batching), puts nginx on the config's inference address in front of it, and "
+        "supervises both: /ping says 200 only while a worker can answer, an outage restarts MMS, "
+        "Ctrl-C or SIGTERM answers every request in flight, then stops everything.",
     )
     add_archive_argument(serve, "the .mar to serve", default=Path("model_store") / f"{MODEL_NAME}.mar")
     serve.add_argument("--config", type=Path, default=Path("config.properties"), help="(%(default)s)")

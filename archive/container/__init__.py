@@ -1,8 +1,9 @@
-"""The container's entrypoint: find the model archives, verify each before MMS sees it, write MMS's
-configuration and run MMS in the foreground until SIGTERM.
+"""The container's entrypoint: find the model archives, verify each before MMS sees it, configure MMS
+(on 127.0.0.1) and nginx in front of it (the public address), and supervise both until SIGTERM
+(``squeezenet_mar.serving``: the same stack as ``squeezenet-mar serve``).
 
     python -m squeezenet_mar.container [serve]      # `serve` is what SageMaker passes; same behaviour
-    python -m squeezenet_mar.container healthcheck  # exit 0 once ready and /ping says "Healthy"
+    python -m squeezenet_mar.container healthcheck  # exit 0 while /ping says 200 (the HEALTHCHECK)
 
 Where the archives come from; the first source that has any wins, and all of its archives are served:
 
@@ -19,12 +20,14 @@ exactly the bytes that were checked. One archive is served as ``SQUEEZENET_MODEL
 ``squeezenet``); several are named after their files, like MMS names them. They are loaded at
 start-up (``--models``), so ``/invocations`` without ``?model_name=`` reaches the one model.
 
-MMS 1.1.11 binds its ports once the workers have started, about a second before they have loaded
-the model: ``/ping`` answers 200 from then on, and a request sent in that second waits for the model
-and is answered. The entrypoint sends each model a warm-up image; when all have answered it writes
-``$SQUEEZENET_HOME/ready``, which ``healthcheck`` (the image's HEALTHCHECK, the Kubernetes
-startupProbe) requires. A model that MMS fails to load (it would retry forever, with ``/ping``
-still 200) stops the container with exit code 8.
+``GET /ping`` is nginx's, from the supervisor's verdict: 503 ("Starting") until every model answered a
+warm-up image through MMS, then 200 while every model has a worker that loaded it and is alive (each
+holds a lock; a killed worker's vanishes at once) and MMS's frontend answers; 503 with the reason
+otherwise, and predictions get 503 at once then. After 5 s of outage the supervisor restarts MMS; after
+3 restarts in 10 minutes it exits 8, so that the platform restarts the container. MMS's own ``/ping``
+says 200 whatever its workers do. A model that MMS fails to load at start-up (it would retry forever)
+stops the container with exit code 8. SIGTERM: ``/ping`` 503, nginx stops accepting connections and
+answers every request it accepted (at most ``SQUEEZENET_DRAIN_TIMEOUT`` seconds), then MMS stops; exit 0.
 
 The other settings, all environment variables (SageMaker's own names are honoured too):
 
@@ -39,13 +42,19 @@ The other settings, all environment variables (SageMaker's own names are honoure
                                    per usable core: the CPU quota (``--cpus``, a CPU limit) counts
 ``SQUEEZENET_THREADS``             fixed threads per forward pass; by default the workers share the
                                    cores at run time (one alone uses all, busy ones one each)
-``SQUEEZENET_RESPONSE_TIMEOUT``    seconds per batch, default 120 (``SAGEMAKER_MODEL_SERVER_TIMEOUT``)
+``SQUEEZENET_RESPONSE_TIMEOUT``    seconds per batch, default 120, 60 when SageMaker's variables are set
+                                   (``SAGEMAKER_MODEL_SERVER_TIMEOUT``)
 ``SQUEEZENET_STARTUP_TIMEOUT``     seconds for MMS to load the models, default 300
-``SQUEEZENET_STOP_TIMEOUT``        seconds between SIGTERM and SIGKILL of MMS, default 3
-``SQUEEZENET_HOME``                writable folder (model store, config, MMS's tmp), default /tmp/squeezenet
+``SQUEEZENET_DRAIN_TIMEOUT``       seconds a stop waits for the requests in flight, default 25
+``SQUEEZENET_STOP_TIMEOUT``        then seconds between SIGTERM and SIGKILL of MMS, default 3
+``SQUEEZENET_HOME``                writable folder (model store, config, MMS's tmp, nginx's files),
+                                   default /tmp/squeezenet; not writable: one line naming the fix
 ``SQUEEZENET_TRUSTED_KEY``         the publisher's public key: every archive's signature must verify
                                    before MMS starts, and again in each worker at load
 ``SQUEEZENET_TRUSTED_CERTIFICATE_CHAIN``  or: the CA certificates to trust (``:``-separated)
+``SQUEEZENET_TRUSTED_IDENTITY``    with the chain: the signer's identity to require (``subject:...``,
+                                   ``email:``, ``uri:``, ``dns:``). A trust variable that is set but
+                                   blank or names nothing usable stops the container (exit 2)
 =================================  =========================================================
 
 Exit codes: those of ``squeezenet-mar`` (3 download failed, 5 verification failed, 9 signature does
