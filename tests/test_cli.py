@@ -61,6 +61,18 @@ def test_each_concept_has_one_spelling_in_every_subcommand():
     assert users["model download address"] == ["build"]
 
 
+def test_every_option_is_shown_with_its_first_spelling():
+    # an option whose only spelling is hidden elsewhere (build's --model-name, serve's old one) must not
+    # fall back to argparse's positional form ("model_name") in --help
+    for name, parser in subparsers().items():
+        help_text = parser.format_help()
+        for action in parser._actions:
+            if action.option_strings and action.help != argparse.SUPPRESS:
+                assert re.search(rf"^  {re.escape(action.option_strings[0])}\b", help_text, re.M), (
+                    f"{name} --help does not show {action.option_strings[0]}"
+                )
+
+
 def test_the_archive_is_the_first_positional_argument_everywhere():
     for name in ("verify", "sign", "publish", "sagemaker", "kserve", "serve", "evaluate"):
         parser = subparsers()[name]

@@ -21,10 +21,13 @@ def hidden(*spellings: str) -> tuple[str, ...]:
 
 
 class HelpFormatter(argparse.HelpFormatter):
-    """argparse's formatter without the hidden spellings (usage shows the first, new spelling anyway)."""
+    """argparse's formatter without the hidden spellings (usage shows the first, new spelling anyway).
+    An action's first spelling is always shown: a spelling hidden in one subcommand (serve's old
+    ``--model-name``) can be another's current one (build's)."""
 
     def _format_action_invocation(self, action: argparse.Action) -> str:
-        shown = [option for option in action.option_strings if option not in HIDDEN_SPELLINGS]
+        first, *others = action.option_strings or [""]
+        shown = [first, *(option for option in others if option not in HIDDEN_SPELLINGS)] if first else []
         if shown == action.option_strings:
             return super()._format_action_invocation(action)
         visible = argparse.Action(shown, action.dest, nargs=action.nargs, metavar=action.metavar)
