@@ -16,8 +16,9 @@ import fcntl
 import logging
 import os
 import re
-import stat
 from pathlib import Path
+
+from .trust import own_folder
 
 logger = logging.getLogger(__name__)
 
@@ -27,19 +28,6 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _held: list[int] = []  # descriptors kept open (and locked) for the life of the process
 
 
-def _own_folder(path: Path) -> bool:
-    """A real folder (not a symlink) owned by this user and writable by nobody else."""
-    try:
-        info = os.lstat(path)
-    except OSError:
-        return False
-    return (
-        stat.S_ISDIR(info.st_mode)
-        and info.st_uid == os.getuid()
-        and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-    )
-
-
 def announce_loaded(model_name: str) -> Path | None:
     """Hold ``loaded-<pid>.lock`` for ``model_name`` (see the module docstring); its path, or None when
     no supervisor asked for it or the folder cannot be trusted."""
@@ -47,7 +35,7 @@ def announce_loaded(model_name: str) -> Path | None:
     if not root:
         return None
     folder = Path(root)
-    if not _safe_name(model_name) or not _own_folder(folder):
+    if not _safe_name(model_name) or not own_folder(folder):
         logger.warning(
             "%s=%s: not a folder of this user's; not announcing the loaded model", HEALTH_DIR_ENV, root
         )
@@ -58,7 +46,7 @@ def announce_loaded(model_name: str) -> Path | None:
     except OSError as exc:
         logger.warning("cannot announce the loaded model in %s: %s", models, exc)
         return None
-    if not _own_folder(models):
+    if not own_folder(models):
         logger.warning("%s: not a folder of this user's; not announcing the loaded model", models)
         return None
     path = models / f"loaded-{os.getpid()}.lock"

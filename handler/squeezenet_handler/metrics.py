@@ -40,12 +40,13 @@ import glob
 import logging
 import math
 import os
-import stat
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from .trust import own_folder
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ def start_metrics(model: str, version: str, env: Mapping[str, str] | None = None
     if not root:
         return NO_METRICS
     folder = Path(root)
-    if not _own_folder(folder):
+    if not own_folder(folder):
         logger.warning("%s=%s: not a folder of this user's; no metrics recorded", METRICS_DIR_ENV, root)
         return NO_METRICS
     os.environ[MULTIPROCESS_ENV] = str(folder)  # read by prometheus_client whenever it opens a file
@@ -302,19 +303,6 @@ def _hold_worker_lock(folder: Path) -> None:
     for stale in glob.glob(str(folder / f"gauge_live*_{pid}.db")):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(stale)
-
-
-def _own_folder(path: Path) -> bool:
-    """A real folder (not a symlink) owned by this user and writable by nobody else."""
-    try:
-        info = os.lstat(path)
-    except OSError:
-        return False
-    return (
-        stat.S_ISDIR(info.st_mode)
-        and info.st_uid == os.getuid()
-        and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-    )
 
 
 def _request_start(context: Any, idx: int) -> float | None:

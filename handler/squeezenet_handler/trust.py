@@ -84,6 +84,20 @@ def _others_may_write(status: os.stat_result) -> bool:
     return bool(status.st_mode & stat.S_IWGRP) and not group_of_this_user_alone(status.st_gid)
 
 
+def own_folder(path: Path) -> bool:
+    """A real folder (not a symlink) owned by this user and writable by nobody else: the folders the
+    supervisor hands the workers (health locks, metrics files) must be, or they are not used."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return (
+        stat.S_ISDIR(info.st_mode)
+        and info.st_uid == os.getuid()
+        and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    )
+
+
 def _ownership_problem(status: os.stat_result, trusted_owners: set[int]) -> str | None:
     if stat.S_ISLNK(status.st_mode):
         return "is a symbolic link"
