@@ -43,7 +43,7 @@ import images
 import psutil
 import pytest
 import requests
-from harness import ROOT
+from harness import ROOT, is_model_worker
 from keys import KeyPair, make_key
 from squeezenet_handler.engines import usable_cores
 from squeezenet_handler.health import HEALTH_DIR_ENV
@@ -837,12 +837,10 @@ def container_workers(server: Container) -> list[int]:
     workers = []
     for pid in deploy_image.host_pids(server.id):
         try:
-            proc = psutil.Process(pid)
-            command, parent = proc.cmdline(), proc.parent()
+            process = psutil.Process(pid)
         except psutil.Error:
             continue
-        is_worker = any(part.endswith("model_service_worker.py") for part in command)
-        if is_worker and parent is not None and parent.cmdline() == command:
+        if is_model_worker(process):
             workers.append(pid)
     return workers
 

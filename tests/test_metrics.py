@@ -37,7 +37,7 @@ import psutil
 import pytest
 import requests
 import yaml
-from harness import ROOT
+from harness import ROOT, is_model_worker
 from prometheus import Prometheus, running_prometheus
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -176,15 +176,11 @@ class Served:
 
     def workers(self) -> list[psutil.Process]:
         """The processes that load and run the model (MMS forks one per worker connection)."""
-        found = []
-        for proc in psutil.Process(self.process.pid).children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                command = proc.cmdline()
-                if any(part.endswith("model_service_worker.py") for part in command):
-                    parent = proc.parent()
-                    if parent is not None and parent.cmdline() == command:
-                        found.append(proc)
-        return found
+        return [
+            proc
+            for proc in psutil.Process(self.process.pid).children(recursive=True)
+            if is_model_worker(proc)
+        ]
 
 
 def wait_until(condition, timeout: float, what: str, served: Served) -> None:

@@ -22,7 +22,7 @@ import images
 import psutil
 import pytest
 import requests
-from harness import ROOT
+from harness import ROOT, is_model_worker
 from squeezenet_mar.server import free_port, read_properties, write_properties
 from squeezenet_mar.serving import Observation, Watchdog
 from squeezenet_mar.serving.front import front_status
@@ -56,15 +56,11 @@ class Served:
 
     def workers(self) -> list[psutil.Process]:
         """The processes that load and run the model (MMS forks one per worker connection)."""
-        found = []
-        for proc in psutil.Process(self.process.pid).children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                command = proc.cmdline()
-                if any(part.endswith("model_service_worker.py") for part in command):
-                    parent = proc.parent()
-                    if parent is not None and parent.cmdline() == command:
-                        found.append(proc)
-        return found
+        return [
+            proc
+            for proc in psutil.Process(self.process.pid).children(recursive=True)
+            if is_model_worker(proc)
+        ]
 
     def in_flight(self) -> int:
         status = front_status(self.home / ".mms" / "nginx" / "status.sock")
