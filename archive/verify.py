@@ -133,7 +133,8 @@ def check_hashes(contents: ArchiveContents, report: VerifyReport) -> None:
 
 
 def check_consistency(contents: ArchiveContents, report: VerifyReport) -> None:
-    """signature.json readable and 3x224x224; synset.txt has as many labels as classes declared."""
+    """signature.json readable and 3x224x224; synset.txt has as many labels as classes declared; every
+    model file signature.json names is there (an MXNet checkpoint with its -0000.params)."""
     from squeezenet_handler.engines import find_model_files
     from squeezenet_handler.errors import ModelLoadError
     from squeezenet_handler.signature import parse_signature
@@ -157,10 +158,13 @@ def check_consistency(contents: ArchiveContents, report: VerifyReport) -> None:
         for name in contents.entries:
             if "/" not in name:
                 (Path(tmp) / name).touch()
-        try:
-            find_model_files(Path(tmp), signature.model_file)
-        except ModelLoadError as exc:
-            report.add(signature.model_file or "model", str(exc).replace(tmp, "archive root"))
+        # Each engine's own file when the archive ships one per engine (engine.model_files), else one.
+        named = sorted(set(signature.model_files.values())) or [signature.model_file]
+        for model_file in named:
+            try:
+                find_model_files(Path(tmp), model_file)
+            except ModelLoadError as exc:
+                report.add(model_file or "model", str(exc).replace(tmp, "archive root"))
 
 
 def run_handler(contents: ArchiveContents, handler: str, report: VerifyReport) -> None:

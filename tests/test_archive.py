@@ -59,7 +59,9 @@ EXPECTED_ENTRIES = [
     "MAR-INF/SHA256SUMS",
     "requirements.txt",
     "signature.json",
-    "squeezenet1.1.onnx",
+    "squeezenet1.1-0000.params",  # the MXNet checkpoint converted at build time (--format both)
+    "squeezenet1.1-symbol.json",
+    "squeezenet1.1.onnx",  # ONNX Runtime's (TorchServe, KServe)
     *[f"squeezenet_handler/{name}" for name in HANDLER_PACKAGE],
     "squeezenet_service.py",
     "synset.txt",
@@ -149,13 +151,16 @@ def test_every_file_hash_recorded_and_sidecar_sha256(built):
 def test_signature_in_archive_records_engine_and_model_file(built):
     signature = json.loads(read_zip(built.archive)["signature.json"])
     source = json.loads((ROOT / "signature.json").read_text())
-    assert signature["engine"] == {"name": "mxnet", "model_file": "squeezenet1.1.onnx"}
+    assert signature["engine"] == {
+        "name": "mxnet",
+        "model_files": {"mxnet": "squeezenet1.1-symbol.json", "onnxruntime": "squeezenet1.1.onnx"},
+    }
     assert {k: v for k, v in signature.items() if k != "engine"} == {
         k: v for k, v in source.items() if k != "engine"
     }
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "mxnet"])
+@pytest.mark.parametrize("fmt", ["both", "onnx", "mxnet"])
 def test_building_twice_gives_identical_bytes(tmp_path, onnx_model, fmt):
     inputs = [ROOT / "signature.json", ROOT / "synset.txt", onnx_model]
     before = [p.read_bytes() for p in inputs]
@@ -187,6 +192,24 @@ def test_mxnet_format_ships_a_checkpoint_that_answers_like_the_onnx_file(tmp_pat
         answers.append({row["class"]: row["probability"] for row in answer.body})
     classes = sorted(answers[0])
     assert np.abs(np.array([answers[0][c] - answers[1][c] for c in classes])).max() <= 1e-5
+
+
+def test_onnx_format_ships_the_onnx_file_alone(tmp_path, onnx_model):
+    result = build_archive(
+        BuildOptions(model_file=onnx_model, output=tmp_path / "o.mar", format="onnx", progress=False)
+    )
+    files = read_zip(result.archive)
+    assert not any(name.startswith("squeezenet1.1-") for name in files)
+    engine = json.loads(files["signature.json"])["engine"]
+    assert engine == {"name": "mxnet", "model_file": "squeezenet1.1.onnx"}
+
+
+def test_verify_names_a_missing_model_file_of_either_engine(tmp_path, built):
+    for missing in ("squeezenet1.1-0000.params", "squeezenet1.1.onnx"):
+        broken = rezip(built.archive, tmp_path / f"no-{missing}.mar", {missing: None}, resum=True)
+        problems = dict(problems_of(broken))
+        named = "squeezenet1.1-symbol.json" if missing.endswith(".params") else missing
+        assert "missing" in problems[named], problems
 
 
 def test_label_count_must_match_the_model(tmp_path, onnx_model):
@@ -252,7 +275,9 @@ def test_one_changed_byte_of_the_model_fails(built, tmp_path):
 
 def test_a_flipped_byte_in_the_file_itself_fails(built, tmp_path):
     data = bytearray(built.archive.read_bytes())
-    data[len(data) // 2] ^= 0xFF  # inside the compressed model: the zip CRC catches it
+    with zipfile.ZipFile(built.archive) as archive:
+        entry = archive.getinfo("squeezenet1.1.onnx")
+    data[entry.header_offset + 100 + entry.compress_size // 2] ^= 0xFF  # inside the compressed model
     tampered = tmp_path / "flipped.mar"
     tampered.write_bytes(bytes(data))
     [(name, problem)] = problems_of(tampered)

@@ -16,7 +16,13 @@ import numpy as np
 import pytest
 from harness import ROOT
 from squeezenet_handler.cores import CoreTokens
-from squeezenet_handler.engines import MXNetEngine, default_threads, load_mxnet_params, usable_cores
+from squeezenet_handler.engines import (
+    MXNetEngine,
+    OnnxRuntimeEngine,
+    default_threads,
+    load_mxnet_params,
+    usable_cores,
+)
 from squeezenet_handler.errors import ModelLoadError
 from squeezenet_handler.graph import optimize_symbol, pad_output_channels
 from squeezenet_handler.postprocessing import softmax
@@ -249,13 +255,84 @@ def test_the_mxnet_engine_runs_each_thread_count_on_executors_of_its_own(onnx_mo
     1-thread one (the other core busy) run on different executors, with the same scores."""
     cores, neighbour = CoreTokens(2, tmp_path), CoreTokens(2, tmp_path)
     engine = MXNetEngine(*load_mxnet_params("onnx", onnx_model, 2), "data", 224, threads=2, cores=cores)
-    batch = pattern_images(1)[:1]
+    batch = pattern_images(2)[:2]  # a lone worker borrows the idle core for two images or more
     with cores.working():
         alone = engine(batch)
     with neighbour.working(), cores.working():
         shared = engine(batch)
     assert sorted(engine._executors) == [1, 2]
     assert np.abs(alone - shared).max() <= 1e-6
+
+
+def test_one_image_keeps_to_the_home_core_even_alone(onnx_model, tmp_path):
+    """At c=1 a second OpenMP thread costs CPU and tail latency (free_threads): a lone worker runs a
+    single image on one thread, and borrows the idle core only for a batch of two or more."""
+    cores = CoreTokens(2, tmp_path)
+    engine = MXNetEngine(*load_mxnet_params("onnx", onnx_model, 2), "data", 224, threads=2, cores=cores)
+    with cores.working():
+        engine(pattern_images(1)[:1])
+    assert sorted(engine._executors) == [1]
+    with cores.working():
+        engine(pattern_images(2)[:2])
+    assert sorted(engine._executors) == [1, 2]
+
+
+def test_onnxruntime_sessions_never_spin_between_runs(onnx_model, tmp_path):
+    """ONNX Runtime's pool threads spin after every run by default, on the core a neighbouring worker
+    needs; every session (one per thread count) is made with spinning off, intra- and inter-op."""
+    cores = CoreTokens(2, tmp_path)
+    engine = OnnxRuntimeEngine(onnx_model, "data", 2, cores)
+    with cores.working():
+        engine(pattern_images(2)[:2])
+        engine(pattern_images(1)[:1])
+    assert sorted(engine._sessions) == [1, 2]
+    for session in engine._sessions.values():
+        options = session.get_session_options()
+        for key in ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning"):
+            assert options.get_session_config_entry(key) == "0"
+
+
+def test_the_default_archive_starts_mxnet_from_its_checkpoint_without_onnx(tmp_path, onnx_model):
+    """``build``'s default archive ships the ONNX file and the MXNet checkpoint converted from it: in a
+    fresh worker-like process MXNet loads the checkpoint (MXNet's ONNX importer, made to fail there,
+    is never called), ONNX Runtime the ONNX file, with the same answers."""
+    result = build_archive(BuildOptions(model_file=onnx_model, output=tmp_path / "d.mar", progress=False))
+    folder = tmp_path / "unpacked"
+    with zipfile.ZipFile(result.archive) as archive:
+        archive.extractall(folder)
+    script = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "if sys.argv[3] == 'mxnet':\n"
+        "    import squeezenet_handler.engines as engines\n"
+        "    from mxnet.contrib import onnx as importer\n"
+        "    def refuse(*args, **kwargs):\n"
+        "        raise RuntimeError('the ONNX importer was called')\n"
+        "    importer.import_model = refuse\n"
+        "from squeezenet_mar.inprocess import InProcessService\n"
+        "service = InProcessService(Path(sys.argv[1]))\n"
+        "[answer] = service.predict_bytes([Path(sys.argv[2]).read_bytes()], topk=1000)\n"
+        "print(json.dumps({'engine': service.handler_module('service')._service.engine.name,\n"
+        "                  'answer': answer.body}))\n"
+    )
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(images.jpeg(500, 375, 5))
+    answers = {}
+    for engine in ("mxnet", "onnxruntime"):
+        env = dict(os.environ, SQUEEZENET_ENGINE=engine)
+        proc = subprocess.run(
+            [sys.executable, "-c", script, str(folder), str(photo), engine],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr
+        answers[engine] = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert answers[engine]["engine"] == engine
+    got = {row["class"]: row["probability"] for row in answers["mxnet"]["answer"]}
+    expected = {row["class"]: row["probability"] for row in answers["onnxruntime"]["answer"]}
+    assert max(abs(got[name] - expected[name]) for name in expected) <= 1e-5
 
 
 @pytest.mark.parametrize("value", ["two", "0", "-1"])

@@ -43,10 +43,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--email", help="publisher email in the manifest")
     build.add_argument(
         "--format",
-        choices=("onnx", "mxnet"),
-        default="onnx",
-        help="ship the ONNX file (imported at worker start) or MXNet -symbol.json/-0000.params "
-        "converted now (workers start faster) (default: %(default)s)",
+        choices=("both", "onnx", "mxnet"),
+        default="both",
+        help="both: the ONNX file (ONNX Runtime) and MXNet -symbol.json/-0000.params converted from it "
+        "now (MXNet workers start faster); onnx or mxnet: that one alone (default: %(default)s)",
     )
     build.add_argument(
         "--engine",

@@ -6,7 +6,10 @@ core (a batch-1 forward pass takes 4.4 ms on 2 threads, 7.3 ms on 1, on the 2-co
 README); busy workers should take one core each, since OpenMP threads that outnumber the cores wait
 at every barrier for a descheduled thread. So each worker holds one core while it works on a batch
 (its *home* core: ``working``), and for the forward pass borrows the cores no other worker holds at
-that moment (``borrowed``). Nobody blocks while holding a borrowed core, so there is no deadlock; a
+that moment (``borrowed``). The engines ask to borrow only for a batch of two images or more
+(``engines.free_threads``): a single image stays on the home core, since at c=1 a second thread on a
+core that the frontend, nginx and the client also use costs more CPU and tail latency than it saves
+(issue 23). Nobody blocks while holding a borrowed core, so there is no deadlock; a
 worker waits for its home core at most ``HOME_CORE_WAIT`` (a neighbour's batch, normally), then
 works on the batch without it, on one thread: a lock held for longer (a hung process of the same
 user) slows requests down but never stops them.

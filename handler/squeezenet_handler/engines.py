@@ -3,6 +3,11 @@
 MXNet (the default, the ONNX file imported into MXNet, or a converted checkpoint) and ONNX Runtime
 (an option), the model files they load, and how many threads they use.
 
+The archive ``build`` makes by default ships both model files, named per engine in ``signature.json``
+(``engine.model_files``): the ONNX file for ONNX Runtime, and for MXNet the checkpoint converted from
+it at build time (the graph already rewritten: a worker skips ``import onnx``, the import and the
+rewrite, ~0.4 s of each start). Older archives name one ``engine.model_file``, or none.
+
 Which engine a worker runs (:func:`choose_engine`): ``SQUEEZENET_ENGINE`` when the operator sets it
 (exactly that one, or the load fails); else ``signature.json``'s engine, the archive's preference,
 when this Python can import it; else the other one that can run the archive's model file. So an
@@ -104,10 +109,43 @@ def core_tokens() -> CoreTokens | None:
     return shared_cores(cores)
 
 
-def free_threads(cores: CoreTokens | None, threads: int) -> contextlib.AbstractContextManager[int]:
-    """Around one forward pass: how many threads it may run on. With shared cores, the free ones up to
-    ``threads`` (held for the block); without, always ``threads``."""
-    return cores.borrowed(threads) if cores else contextlib.nullcontext(threads)
+def free_threads(
+    cores: CoreTokens | None, threads: int, images: int = 2
+) -> contextlib.AbstractContextManager[int]:
+    """Around the forward passes of a batch of ``images``: how many threads they may run on. With
+    shared cores, one for a single image, else the free ones up to ``threads`` (held for the block);
+    without, always ``threads``.
+
+    Why one image keeps to its home core: at c=1 a second OpenMP thread on the other core waits at
+    every barrier whenever the frontend, nginx or a client runs there, and spins meanwhile. Measured
+    through ``serve`` on 2 cores (``benchmarks/parity.py``): p99 19 -> 13 ms, worker CPU 11.0 -> 9.3 ms
+    per request, p50 8.2 -> 10.2 ms at c=1; +5 % requests/s at c=8. A lone worker with a batch of two
+    or more still borrows every idle core."""
+    if cores is None:
+        return contextlib.nullcontext(threads)
+    return cores.borrowed(threads if images > 1 else 1)
+
+
+def model_file_for(sig: Signature, engine: str) -> str | None:
+    """The model file ``engine`` runs: its own entry in ``signature.json``'s ``engine.model_files``
+    (an archive that ships the ONNX file for ONNX Runtime and the MXNet checkpoint converted from it
+    at build time), else ``engine.model_file``, else None (the one model file in the folder)."""
+    if sig.model_files:
+        return sig.model_files.get(engine) or sig.model_file
+    return sig.model_file
+
+
+def runnable_engines(sig: Signature, model_dir: Path) -> dict[str, tuple[str, Path]]:
+    """Engine name -> (kind, path) of the model file it would run, for each engine that can run one of
+    the archive's model files (ONNX Runtime needs an .onnx file; MXNet runs either)."""
+    found = {}
+    for engine in ENGINE_NAMES:
+        if sig.model_files and engine not in sig.model_files and not sig.model_file:
+            continue
+        kind, path = find_model_files(model_dir, model_file_for(sig, engine))
+        if engine == "mxnet" or kind == "onnx":
+            found[engine] = (kind, path)
+    return found
 
 
 def find_model_files(model_dir: Path, model_file: str | None) -> tuple[str, Path]:
@@ -266,7 +304,7 @@ class MXNetEngine:
         return self._executors[threads]
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        with free_threads(self._cores, self.threads) as threads:
+        with free_threads(self._cores, self.threads, batch.shape[0]) as threads:
             # oneDNN creates a new executor's kernels for this many threads, and keeps them.
             self._mx.base.check_call(self._mx.base._LIB.MXSetNumOMPThreads(ctypes.c_int(threads)))
             executor = self._executor(threads)
@@ -308,6 +346,12 @@ class OnnxRuntimeEngine:
             options = self._ort.SessionOptions()
             options.intra_op_num_threads = threads  # 1: no pool, runs in the calling thread
             options.inter_op_num_threads = 1
+            # Pool threads block between runs instead of spinning: by default a pool spins for a while
+            # after each run, on the core the neighbouring worker (or the frontend) needs, and two
+            # workers taking turns burned 40.6 ms of worker CPU per request at c=1 against MXNet's 17.2
+            # (issue 23); without spinning ~10 ms (benchmarks/parity.py).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
             options.log_severity_level = 3  # zoo files list weights as inputs: one warning per weight
             try:
                 self._sessions[threads] = self._ort.InferenceSession(
@@ -318,7 +362,7 @@ class OnnxRuntimeEngine:
         return self._sessions[threads]
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        with free_threads(self._cores, self.threads) as threads:
+        with free_threads(self._cores, self.threads, batch.shape[0]) as threads:
             session = self._session(threads)
             step = self._fixed_batch or batch.shape[0]
             parts = [
@@ -335,7 +379,7 @@ def load_engine(
     threads: int,
     cores: CoreTokens | None = None,
 ) -> Engine:
-    kind, path = find_model_files(model_dir, sig.model_file)
+    kind, path = find_model_files(model_dir, model_file_for(sig, name))
     pre = sig.preprocessing
     if name == "onnxruntime":
         if kind != "onnx":
@@ -378,8 +422,12 @@ def choose_engine(sig: Signature, model_dir: Path, threads: int, env: dict[str, 
     """The engine this worker runs (see the module docstring), logged in one line with the reason;
     ModelLoadError naming what to install when no engine that runs the archive's model is importable."""
     env = dict(os.environ) if env is None else env
-    kind, path = find_model_files(model_dir, sig.model_file)
-    runnable = ENGINE_NAMES if kind == "onnx" else ("mxnet",)  # ONNX Runtime needs the .onnx file
+    files = runnable_engines(sig, model_dir)
+    runnable = tuple(files)  # ONNX Runtime needs an .onnx file
+    if not files:
+        listed = ", ".join(sorted(sig.model_files))
+        raise ModelLoadError(f"{SIGNATURE_FILE}: engine.model_files names no known engine ({listed})")
+    kind, path = files.get(sig.engine) or next(iter(files.values()))
     model_file = path.name if kind == "onnx" else f"{path.name}-symbol.json"
     where = f"this Python ({sys.executable})"
     forced = env.get(ENGINE_VARIABLE, "").strip()
@@ -420,4 +468,8 @@ def choose_engine(sig: Signature, model_dir: Path, threads: int, env: dict[str, 
         return name
     install = " or ".join(INSTALL[name] for name in reversed(runnable))
     causes = "; ".join(f"{name}: {problem}" for name, problem in problems.items())
-    raise ModelLoadError(f"no inference engine for {model_file} in {where}: {install} ({causes})")
+    names = [
+        p.name if k == "onnx" else f"{p.name}-symbol.json" for k, p in (files[n] for n in reversed(runnable))
+    ]
+    model_files = " or ".join(dict.fromkeys(names))  # the ONNX file first: what ONNX Runtime would run
+    raise ModelLoadError(f"no inference engine for {model_files} in {where}: {install} ({causes})")

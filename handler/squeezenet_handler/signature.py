@@ -51,6 +51,7 @@ class Signature:
     topk: int
     engine: str
     model_file: str | None
+    model_files: dict[str, str]  # engine name -> its model file, when the archive ships several
 
 
 def _require(mapping: dict[str, Any], key: str, where: str) -> Any:
@@ -86,6 +87,11 @@ def parse_signature(raw: dict[str, Any], source: str = SIGNATURE_FILE) -> Signat
     out_shape = list(_require(outputs[0], "data_shape", source))
     post = raw.get("postprocessing", {})
     engine = raw.get("engine", {})
+    model_files = engine.get("model_files", {})
+    if not isinstance(model_files, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in model_files.items()
+    ):
+        raise ModelLoadError(f"{source}: engine.model_files must map engine names to file names")
     return Signature(
         preprocessing=Preprocessing(
             input_name=str(_require(inputs[0], "data_name", source)),
@@ -113,6 +119,7 @@ def parse_signature(raw: dict[str, Any], source: str = SIGNATURE_FILE) -> Signat
         topk=int(post.get("topk", 5)),
         engine=str(engine.get("name", "mxnet")),
         model_file=engine.get("model_file"),
+        model_files=dict(model_files),
     )
 
 
