@@ -56,6 +56,14 @@ DEFAULT_WORKERS = usable_cores()
 DEFAULT_BATCH_SIZE = 2
 DEFAULT_MAX_BATCH_DELAY_MS = 0
 
+# The frontend's JVM as this project runs it (a config's own ``vmargs`` wins). C1 only: the C2 compiler
+# threads compete for the cores with the workers while they import MXNet (first answer 2.1 instead of
+# 2.4-2.9 s after start on 2 cores) and keep compiling for minutes under load, where C1's code costs the
+# frontend less CPU per request in all (0.7 against 1.0-2.3 ms at c=8, 1.10x the requests/s, paired).
+# The serial collector: MMS's heap is small and short-lived garbage, no GC threads beside the workers.
+# Measured with benchmarks/jvm_options.py.
+JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+
 # MMS's own log4j2.xml writes most lines twice to mms_log.log and again to stdout, with a DEBUG line
 # per request: a fifth of its frontend's CPU under load. This one writes each line once, at INFO, to
 # the same files (access log, model metrics and MMS's own log: the tests and operators read them).
@@ -189,6 +197,8 @@ class ModelServer:
         self.home = home.resolve()
         self.model_store = model_store.resolve()
         properties = {**(read_properties(config) if config else {}), **(overrides or {})}
+        if lean_logging:  # this project's frontend; a stock one (lean_logging=False) keeps MMS's JVM
+            properties.setdefault("vmargs", JVM_OPTIONS)
         for key, port in (("inference_address", inference_port), ("management_address", management_port)):
             if port is not None:  # the config's host, this port
                 properties[key] = with_port(properties.get(key), port)
@@ -285,7 +295,7 @@ class ModelServer:
                     return
             except requests.RequestException:
                 pass
-            time.sleep(0.3)
+            time.sleep(0.05)  # the JVM binds ~0.5 s after start: poll finely, a start waits less
         raise ServerError(f"MMS did not answer /ping within {timeout:.0f} s: {self.output_tail()}")
 
     def pid(self) -> int | None:

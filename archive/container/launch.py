@@ -10,6 +10,7 @@ from pathlib import Path
 
 from squeezenet_handler.health import HEALTH_DIR_ENV
 
+from ..server import JVM_OPTIONS as SERVE_JVM_OPTIONS
 from ..server import ModelServer, free_port
 from ..serving import FrontSettings, MetricsSettings, ServedModel
 from .archives import locate_archives, model_names, stage_archives
@@ -18,7 +19,8 @@ from .settings import ContainerError, Settings
 logger = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 25 * 1024 * 1024  # as the repository's config.properties: a camera photo fits
-JVM_OPTIONS = "-Xmx256m -XX:MaxDirectMemorySize=128m"
+# The heap bounded (see mms_properties), and the JVM tuned as `serve` runs it (server.JVM_OPTIONS).
+JVM_OPTIONS = f"-Xmx256m -XX:MaxDirectMemorySize=128m {SERVE_JVM_OPTIONS}"
 
 
 # MMS's log4j2 configuration for a container: everything on stdout, where container runtimes collect
