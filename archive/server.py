@@ -176,6 +176,38 @@ class Registration:
     workers: int = 1
 
 
+def group_members(group: int | None) -> list[Any]:
+    """The live (not zombie) psutil processes of process group ``group``; none for None."""
+    import psutil
+
+    if group is None:
+        return []
+    members = []
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(proc.pid) == group and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                members.append(proc)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return members
+
+
+def stop_group(group: int | None, timeout: float) -> None:
+    """SIGTERM to process group ``group`` (one we started), SIGKILL to what is still alive after
+    ``timeout`` seconds, and wait (bounded) until its members are gone."""
+    import psutil
+
+    if group is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGTERM)
+    _gone, alive = psutil.wait_procs(group_members(group), timeout=timeout)
+    if alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+        psutil.wait_procs(alive, timeout=5)
+
+
 class ModelServer:
     """One MMS instance in ``home`` (config, tmp, logs), started in the foreground as our child."""
 
@@ -330,31 +362,11 @@ class ModelServer:
         """Every live process of this server: the launcher's process group (``start`` makes it a new
         session), so the frontend and its workers are found even after a dead frontend left the
         workers to PID 1. All were started by us; nothing outside the group is ever touched."""
-        import psutil
-
-        if self._group is None:
-            return []
-        members = []
-        for proc in psutil.process_iter(["status"]):
-            try:
-                if os.getpgid(proc.pid) == self._group and proc.info["status"] != psutil.STATUS_ZOMBIE:
-                    members.append(proc)
-            except (ProcessLookupError, PermissionError, psutil.Error):
-                continue
-        return members
+        return group_members(self._group)
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM to the server's process group, SIGKILL to what is still alive after ``timeout``."""
-        import psutil
-
-        if self._group is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._group, signal.SIGTERM)
-            _gone, alive = psutil.wait_procs(self.processes(), timeout=timeout)
-            if alive:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self._group, signal.SIGKILL)
-                psutil.wait_procs(alive, timeout=5)
+        stop_group(self._group, timeout)
         if self.process is not None:
             self.process.wait(timeout=5)
             self.process = None

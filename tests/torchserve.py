@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -34,7 +33,15 @@ from typing import Any
 
 import requests
 from harness import ROOT
-from squeezenet_mar.server import Registration, ServerError, free_port, fresh_private_folder, write_properties
+from squeezenet_mar.server import (
+    Registration,
+    ServerError,
+    free_port,
+    fresh_private_folder,
+    group_members,
+    stop_group,
+    write_properties,
+)
 
 TS_VENV = ROOT / ".venv-torchserve"
 TS_BIN = TS_VENV / "bin"
@@ -154,31 +161,11 @@ class TorchServe:
 
     def processes(self) -> list[Any]:
         """Every live process of this server's process group (all started by us)."""
-        import psutil
-
-        if self._group is None:
-            return []
-        members = []
-        for proc in psutil.process_iter(["status"]):
-            try:
-                if os.getpgid(proc.pid) == self._group and proc.info["status"] != psutil.STATUS_ZOMBIE:
-                    members.append(proc)
-            except (ProcessLookupError, PermissionError, psutil.Error):
-                continue
-        return members
+        return group_members(self._group)
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM to the server's process group, SIGKILL to what is still alive after ``timeout``."""
-        import psutil
-
-        if self._group is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._group, signal.SIGTERM)
-            _gone, alive = psutil.wait_procs(self.processes(), timeout=timeout)
-            if alive:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self._group, signal.SIGKILL)
-                psutil.wait_procs(alive, timeout=5)
+        stop_group(self._group, timeout)
         if self.process is not None:
             self.process.wait(timeout=5)
             self.process = None
