@@ -238,53 +238,58 @@ def test_default_threads(monkeypatch, env, expected):
 
 
 def test_a_worker_alone_borrows_every_core_and_busy_workers_take_one_each(tmp_path):
-    """Two CoreTokens on one folder are two workers (flock locks belong to open files, not processes)."""
-    first, second = CoreTokens(2, tmp_path), CoreTokens(2, tmp_path)
-    assert {first.worker, second.worker} == {0, 1}
+    """Two CoreTokens on one folder are two workers (flock locks belong to open files, not processes).
+    A worker borrows only cores that no live worker calls home: alone it takes both, beside a
+    neighbour it keeps to its own even while the neighbour is idle, and takes both again once the
+    neighbour is gone."""
+    first = CoreTokens(2, tmp_path, spare_check_every=0)
     with first.working(), first.borrowed(2) as threads:
         assert threads == 2
+    second = CoreTokens(2, tmp_path, spare_check_every=0)
+    assert {first.worker, second.worker} == {0, 1}
+    with first.working(), first.borrowed(2) as threads:
+        assert threads == 1  # core 1 is the idle neighbour's home
     with first.working(), second.working():
         with first.borrowed(2) as one, second.borrowed(2) as other:
             assert (one, other) == (1, 1)
-    with second.working(), second.borrowed(2) as threads:
-        assert threads == 2  # everything was released
+    second.close()
+    with first.working(), first.borrowed(2) as threads:
+        assert threads == 2  # everything was released, the neighbour is gone
+    third = CoreTokens(2, tmp_path, spare_check_every=0)
+    assert third.worker == 1  # the free number, whose home core is the free one
+    first.close()
+    third.close()
 
 
 def test_the_mxnet_engine_runs_each_thread_count_on_executors_of_its_own(onnx_model, tmp_path):
-    """oneDNN fixes a kernel's thread count when it creates it: a 2-thread forward pass and a
-    1-thread one (the other core busy) run on different executors, with the same scores."""
-    cores, neighbour = CoreTokens(2, tmp_path), CoreTokens(2, tmp_path)
+    """oneDNN fixes a kernel's thread count when it creates it: a 2-thread forward pass (a worker
+    alone) and a 1-thread one (beside a neighbour) run on different executors, with the same scores."""
+    cores = CoreTokens(2, tmp_path, spare_check_every=0)
     engine = MXNetEngine(*load_mxnet_params("onnx", onnx_model, 2), "data", 224, threads=2, cores=cores)
-    batch = pattern_images(2)[:2]  # a lone worker borrows the idle core for two images or more
+    batch = pattern_images(1)[:1]
     with cores.working():
         alone = engine(batch)
-    with neighbour.working(), cores.working():
+    neighbour = CoreTokens(2, tmp_path, spare_check_every=0)
+    with cores.working():
         shared = engine(batch)
     assert sorted(engine._executors) == [1, 2]
     assert np.abs(alone - shared).max() <= 1e-6
-
-
-def test_one_image_keeps_to_the_home_core_even_alone(onnx_model, tmp_path):
-    """At c=1 a second OpenMP thread costs CPU and tail latency (free_threads): a lone worker runs a
-    single image on one thread, and borrows the idle core only for a batch of two or more."""
-    cores = CoreTokens(2, tmp_path)
-    engine = MXNetEngine(*load_mxnet_params("onnx", onnx_model, 2), "data", 224, threads=2, cores=cores)
-    with cores.working():
-        engine(pattern_images(1)[:1])
-    assert sorted(engine._executors) == [1]
-    with cores.working():
-        engine(pattern_images(2)[:2])
-    assert sorted(engine._executors) == [1, 2]
+    neighbour.close()
+    cores.close()
 
 
 def test_onnxruntime_sessions_never_spin_between_runs(onnx_model, tmp_path):
     """ONNX Runtime's pool threads spin after every run by default, on the core a neighbouring worker
     needs; every session (one per thread count) is made with spinning off, intra- and inter-op."""
-    cores = CoreTokens(2, tmp_path)
+    cores = CoreTokens(2, tmp_path, spare_check_every=0)
     engine = OnnxRuntimeEngine(onnx_model, "data", 2, cores)
     with cores.working():
-        engine(pattern_images(2)[:2])
-        engine(pattern_images(1)[:1])
+        engine(pattern_images(1)[:1])  # alone: both cores
+    neighbour = CoreTokens(2, tmp_path, spare_check_every=0)
+    with cores.working():
+        engine(pattern_images(1)[:1])  # beside a neighbour: its own core
+    neighbour.close()
+    cores.close()
     assert sorted(engine._sessions) == [1, 2]
     for session in engine._sessions.values():
         options = session.get_session_options()

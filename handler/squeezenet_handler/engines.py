@@ -109,21 +109,10 @@ def core_tokens() -> CoreTokens | None:
     return shared_cores(cores)
 
 
-def free_threads(
-    cores: CoreTokens | None, threads: int, images: int = 2
-) -> contextlib.AbstractContextManager[int]:
-    """Around the forward passes of a batch of ``images``: how many threads they may run on. With
-    shared cores, one for a single image, else the free ones up to ``threads`` (held for the block);
-    without, always ``threads``.
-
-    Why one image keeps to its home core: at c=1 a second OpenMP thread on the other core waits at
-    every barrier whenever the frontend, nginx or a client runs there, and spins meanwhile. Measured
-    through ``serve`` on 2 cores (``benchmarks/parity.py``): p99 19 -> 13 ms, worker CPU 11.0 -> 9.3 ms
-    per request, p50 8.2 -> 10.2 ms at c=1; +5 % requests/s at c=8. A lone worker with a batch of two
-    or more still borrows every idle core."""
-    if cores is None:
-        return contextlib.nullcontext(threads)
-    return cores.borrowed(threads if images > 1 else 1)
+def free_threads(cores: CoreTokens | None, threads: int) -> contextlib.AbstractContextManager[int]:
+    """Around one forward pass: how many threads it may run on. With shared cores, the free spare ones
+    up to ``threads`` (held for the block: ``cores.CoreTokens.borrowed``); without, always ``threads``."""
+    return cores.borrowed(threads) if cores else contextlib.nullcontext(threads)
 
 
 def model_file_for(sig: Signature, engine: str) -> str | None:
@@ -304,7 +293,7 @@ class MXNetEngine:
         return self._executors[threads]
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        with free_threads(self._cores, self.threads, batch.shape[0]) as threads:
+        with free_threads(self._cores, self.threads) as threads:
             # oneDNN creates a new executor's kernels for this many threads, and keeps them.
             self._mx.base.check_call(self._mx.base._LIB.MXSetNumOMPThreads(ctypes.c_int(threads)))
             executor = self._executor(threads)
@@ -362,7 +351,7 @@ class OnnxRuntimeEngine:
         return self._sessions[threads]
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        with free_threads(self._cores, self.threads, batch.shape[0]) as threads:
+        with free_threads(self._cores, self.threads) as threads:
             session = self._session(threads)
             step = self._fixed_batch or batch.shape[0]
             parts = [
