@@ -99,6 +99,61 @@ def compute_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
             )
         )
     targets += serving_targets(report.get("serving", {}))
+    targets += parity_targets(report.get("parity", {}))
+    return targets
+
+
+def parity_targets(parity: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 23's targets, from ``benchmarks/parity.py``'s paired ratios (mean over the cycles; the
+    spread is kept beside each)."""
+    paired = parity.get("paired", {})
+    targets = []
+
+    def add(name: str, description: str, summary: dict[str, Any], limit: float, at_most: bool) -> None:
+        if summary:
+            found = target(name, description, summary["mean"], limit, at_most)
+            found["spread"] = {k: summary.get(k) for k in ("min", "max", "standard_error")}
+            targets.append(found)
+
+    start = parity.get("start", {}).get("now")
+    if start:
+        description = "`serve` start -> first 200, alone (median, s)"
+        targets.append(target("parity_start_s", description, start["median_s"], 2.5, True))
+    tuned = paired.get("now/torchserve_tuned", {})
+    description = "start -> first 200, `serve` / TorchServe tuned"
+    add("parity_start_vs_ts", description, tuned.get("start_s", {}), 1.0, True)
+    c1 = tuned.get("c1", {})
+    add("parity_c1_p99_vs_ts", "p99 at c=1, `serve` / TorchServe tuned", c1.get("p99_ms", {}), 1.0, True)
+    add(
+        "parity_c1_cpu_vs_ts",
+        "worker CPU per request at c=1, `serve` / TorchServe tuned",
+        c1.get("worker_cpu_ms", {}),
+        1.1,
+        True,
+    )
+    for level in ("c8", "c16"):
+        add(
+            f"parity_{level}_vs_ts",
+            f"requests/s at {level.replace('c', 'c=')}, `serve` / TorchServe tuned",
+            tuned.get(level, {}).get("requests_per_s", {}),
+            1.0,
+            False,
+        )
+    ort = paired.get("now_onnxruntime/now", {})
+    add(
+        "parity_ort_c1_cpu_vs_mxnet",
+        "worker CPU per request at c=1, ONNX Runtime engine / MXNet engine (both `serve`)",
+        ort.get("c1", {}).get("worker_cpu_ms", {}),
+        1.2,
+        True,
+    )
+    add(
+        "parity_ort_c8_vs_ts",
+        "requests/s at c=8, `serve` with ONNX Runtime / TorchServe tuned",
+        paired.get("now_onnxruntime/torchserve_tuned", {}).get("c8", {}).get("requests_per_s", {}),
+        1.0,
+        False,
+    )
     return targets
 
 
@@ -223,6 +278,11 @@ def table(report: dict[str, Any]) -> str:
     e2e = report.get("end_to_end", {})
     for size, row in sorted(e2e.get("inprocess", {}).items()):
         add(f"{'in-process handler, ' + size:28} {row['images_per_s']:7.1f} {row['call']['p50_ms']:8.1f}")
+    if report.get("parity", {}).get("rows") or report.get("parity", {}).get("start"):
+        from .parity import table as parity_table
+
+        add("")
+        add(parity_table(report["parity"]))
     comparisons = report.get("comparisons", [])
     if comparisons:
         add("")
@@ -254,9 +314,9 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=(18, 13))
-    grid = fig.add_gridspec(3, 3, height_ratios=(1, 1, 0.55))
-    axes = [[fig.add_subplot(grid[row, col]) for col in range(3)] for row in range(2)]
+    fig = plt.figure(figsize=(18, 18))
+    grid = fig.add_gridspec(4, 3, height_ratios=(1, 1, 1, 0.8))
+    axes = [[fig.add_subplot(grid[row, col]) for col in range(3)] for row in range(3)]
     engines = report["engines"]
     names = list(engines)
     labels = [ENGINE_LABELS.get(n, n).replace(", ", ",\n", 1) for n in names]
@@ -293,8 +353,9 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
     ax.set_title("Worker start-up: model load to first answer")
 
     _serving_panels(axes[1][1], axes[1][2], report)
+    _parity_panels(axes[2], report.get("parity", {}))
 
-    _targets_panel(fig.add_subplot(grid[2, :]), report.get("targets", []))
+    _targets_panel(fig.add_subplot(grid[3, :]), report.get("targets", []))
     m = report["machine"]
     fig.suptitle(
         f"SqueezeNet 1.1 service, {m['cpu_model']}, {m['nproc']} cores"
@@ -344,6 +405,45 @@ def _serving_panels(throughput: Any, costs: Any, report: dict[str, Any]) -> None
     costs.legend(fontsize=7, loc="center right")
 
 
+def _parity_panels(axes: list[Any], parity: dict[str, Any]) -> None:
+    """Issue 23: start-up (median, min-max), requests/s per concurrency, and p99 and worker CPU per
+    request at c=1, of each configuration of ``benchmarks/parity.py``."""
+    start, rows = parity.get("start", {}), parity.get("rows", [])
+    if not start and not rows:
+        for ax in axes:
+            ax.axis("off")
+        axes[1].text(0.5, 0.5, "no parity run (--skip-mms)", ha="center", va="center")
+        return
+    names = list(start)
+    medians = [start[n]["median_s"] for n in names]
+    spread = [
+        [m - start[n]["min_s"] for n, m in zip(names, medians, strict=True)],
+        [start[n]["max_s"] - m for n, m in zip(names, medians, strict=True)],
+    ]
+    axes[0].barh(names, medians, xerr=spread, color="tab:cyan", capsize=3)
+    axes[0].axvline(2.5, color="red", linestyle="--", label="target 2.5 s")
+    axes[0].set_xlabel("seconds, launch to first 200 (median, min-max)")
+    axes[0].set_title("Start-up, each configuration alone")
+    axes[0].legend(fontsize=7)
+    configs = list(dict.fromkeys(r["config"] for r in rows))
+    for name in configs:
+        mine = [r for r in rows if r["config"] == name]
+        axes[1].plot([r["concurrency"] for r in mine], [r["requests_per_s"] for r in mine], "o-", label=name)
+    axes[1].set_xlabel("concurrent clients")
+    axes[1].set_ylabel("requests/s")
+    axes[1].set_title(f"Side by side with TorchServe ({parity.get('cycles')} alternated cycles)")
+    axes[1].legend(fontsize=7)
+    c1 = [r for r in rows if r["concurrency"] == 1]
+    y = range(len(c1))
+    axes[2].barh([i + 0.2 for i in y], [r["p99_ms"] or 0 for r in c1], height=0.4, label="p99 ms")
+    axes[2].barh(
+        [i - 0.2 for i in y], [r["worker_cpu_ms"] or 0 for r in c1], height=0.4, label="worker CPU ms/request"
+    )
+    axes[2].set_yticks(list(y), [r["config"] for r in c1], fontsize=8)
+    axes[2].set_title("At c=1: p99 and the workers' CPU per request")
+    axes[2].legend(fontsize=7)
+
+
 def _row(serving: dict[str, Any], name: str, concurrency: int) -> dict[str, Any] | None:
     from .comparison import row
 
@@ -366,7 +466,8 @@ def _targets_panel(ax: Any, targets: list[dict[str, Any]]) -> None:
         ]
         for t in targets
     ]
-    table = ax.table(cellText=rows, colLabels=["target", "measured", "limit", "result"], loc="center")
+    columns = ["target", "measured", "limit", "result"]
+    table = ax.table(cellText=rows, colLabels=columns, loc="upper center", bbox=[0, 0, 1, 0.95])
     table.auto_set_font_size(False)
     table.set_fontsize(9)
     table.scale(1, 1.15)

@@ -4,10 +4,11 @@ Stages, each printing progress lines: engines (batch-1 latency, batch-8 throughp
 Runtime), the handler's inference stage against its raw engine, preprocessing per image size and format,
 worker start-up (in-process and through a real MMS), the served configurations side by side through MMS
 (``comparison``: today's defaults against the code before the performance work) with the worker's CPU
-per request split by stage (``stage_costs``), and the in-process handler on the same images. Then the
+per request split by stage (``stage_costs``), ``serve`` next to TorchServe + ONNX Runtime and to the code
+before issue 23 (``parity``: start-up and bursts, paired ratios), and the in-process handler. Then the
 targets, as ratios of numbers from this run, a profile for each missed target, the table on stdout and
-``report.json`` + ``report.png`` in the output folder. A full run takes about 6 minutes on 2 cores,
-``--quick`` about 2.
+``report.json`` + ``report.png`` in the output folder. A full run takes about 20 minutes on 2 cores
+(12 of them ``parity``'s ten cycles), ``--quick`` about 4.
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ class Plan:
     serving_cycles: int = 2
     stage_cost_iterations: int = 300
     e2e_images: int = 16
+    parity_cycles: int = 10  # benchmarks/parity.py: bursts alternated with TorchServe's
+    parity_burst_s: float = 4.0
+    parity_start_repeats: int = 3
 
 
 FULL = Plan(quick=False)
@@ -100,6 +104,9 @@ QUICK = Plan(
     inprocess_duration_s=2.0,
     serving_burst_s=1.5,
     stage_cost_iterations=40,
+    parity_cycles=1,
+    parity_burst_s=1.5,
+    parity_start_repeats=1,
 )
 
 
@@ -133,7 +140,7 @@ def prepare(work: Path, plan: Plan, progress: Progress) -> Inputs:
         "onnx": {"format": "onnx"},
         "mxnet": {"format": "mxnet"},
         "onnxruntime": {"format": "onnx", "engine": "onnxruntime"},
-        "served": {"format": "onnx"},  # what `build` makes by default, served the way `serve` does
+        "served": {},  # what `build` makes by default (ONNX + MXNet checkpoint), served as `serve` does
     }
     archives = {}
     for role, options in builds.items():
@@ -355,6 +362,25 @@ def stage_serving(plan: Plan, inputs: Inputs, work: Path, progress: Progress) ->
     return result
 
 
+def stage_parity(plan: Plan, inputs: Inputs, work: Path, progress: Progress) -> dict[str, Any]:
+    """Issue 23: this project's `serve` next to TorchServe + ONNX Runtime (when ``.venv-torchserve`` is
+    there) and next to its own code before the work, start-up and bursts, as paired ratios."""
+    from . import parity
+
+    result = parity.measure(
+        inputs.model,
+        work / "parity",
+        plan.concurrency,
+        plan.parity_burst_s,
+        plan.parity_cycles,
+        plan.parity_start_repeats,
+        progress,
+    )
+    for line in parity.table(result).splitlines():
+        progress("parity", line)
+    return result
+
+
 def stage_inprocess(plan: Plan, inputs: Inputs, progress: Progress) -> dict[str, Any]:
     results = {}
     for batch_size in (1, 8):
@@ -524,6 +550,7 @@ def main(argv: list[str] | None = None) -> int:
                     report["serving"] = stage(
                         "serving", stage_serving, plan, inputs, work, progress, quiet=True
                     )
+                    report["parity"] = stage("parity", stage_parity, plan, inputs, work, progress, quiet=True)
             inprocess = stage("inprocess", stage_inprocess, plan, inputs, progress, quiet=True)
             report["end_to_end"]["inprocess"] = inprocess
             report["targets"] = compute_targets(report)

@@ -26,6 +26,26 @@ TARGETS = {
     "serving_rss_vs_workers2",
 }
 CONFIGURATIONS = ["default", "baseline_workers2", "baseline_default"]
+# Issue 23's, when .venv-torchserve is there (benchmarks/parity.py): `serve` next to TorchServe + ORT.
+PARITY_TARGETS = {
+    "parity_start_s",
+    "parity_start_vs_ts",
+    "parity_c1_p99_vs_ts",
+    "parity_c1_cpu_vs_ts",
+    "parity_c8_vs_ts",
+    "parity_c16_vs_ts",
+    "parity_ort_c1_cpu_vs_mxnet",
+    "parity_ort_c8_vs_ts",
+}
+PARITY_CONFIGURATIONS = [
+    "now",
+    "now_mms_direct",
+    "now_onnxruntime",
+    "before",
+    "before_onnxruntime",
+    "torchserve_tuned",
+    "torchserve_default",
+]
 
 
 def test_quick_benchmark_writes_the_report(tmp_path):
@@ -39,7 +59,9 @@ def test_quick_benchmark_writes_the_report(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert (tmp_path / "report.png").read_bytes().startswith(b"\x89PNG")
-    assert {t["name"] for t in report["targets"]} == TARGETS
+    parity = report["parity"]
+    with_torchserve = parity["torchserve_missing"] is None
+    assert {t["name"] for t in report["targets"]} == TARGETS | (PARITY_TARGETS if with_torchserve else set())
     for t in report["targets"]:
         assert isinstance(t["passed"], bool)
         assert t["passed"] or "missed_by_percent" in t
@@ -60,4 +82,54 @@ def test_quick_benchmark_writes_the_report(tmp_path):
     assert {"protocol_decode", "image_decode", "inference", "json_encode"} <= set(stages)
     assert serving["stage_costs"]["threads"] == 1
     assert set(report["startup"]) == {"inprocess", "mms"}
+    expected = [c for c in PARITY_CONFIGURATIONS if c in parity["configurations"]]  # `before`: git history
+    assert ("torchserve_tuned" in expected) == with_torchserve
+    assert [(r["concurrency"], r["config"]) for r in parity["rows"]] == [
+        (clients, config) for clients in (1, 8, 16) for config in expected
+    ]
+    for row in parity["rows"]:
+        assert row["errors"] == 0, row
+        assert row["requests_per_s"] > 0 and row["worker_cpu_ms"] > 0
+    assert set(parity["start"]) == set(expected) - {"now_mms_direct"}  # one stack, two addresses
+    assert all(start["median_s"] > 0 for start in parity["start"].values())
+    if with_torchserve:
+        ratios = parity["paired"]["now/torchserve_tuned"]
+        assert {"start_s", "c1", "c8", "c16"} <= set(ratios)
+        assert set(ratios["c1"]["requests_per_s"]) >= {"mean", "min", "max", "ratios"}
     assert "engine" in proc.stdout and "target" in proc.stdout
+
+
+def test_parity_pairs_each_cycle_with_the_same_cycle_of_the_reference():
+    """benchmarks/parity.py's ratios are per cycle (a noisy machine drifts between cycles, not within
+    one): each configuration's burst over the reference's burst of the same cycle and concurrency."""
+    from benchmarks.parity import summarise
+
+    rates = {"now": [210.0, 180.0, 200.0], "torchserve_tuned": [150.0, 150.0, 160.0]}
+    bursts = [
+        {
+            "cycle": cycle + 1,
+            "config": name,
+            "concurrency": 8,
+            "requests_per_s": rate,
+            "p50_ms": 40.0,
+            "p99_ms": 60.0 + cycle,
+            "worker_cpu_ms": 9.0,
+            "frontend_cpu_ms": 1.0,
+            "stack_cpu_ms": 10.0,
+            "errors": 0,
+        }
+        for name, values in rates.items()
+        for cycle, rate in enumerate(values)
+    ]
+    starts = {"now": [2.2, 2.4, 2.3], "torchserve_tuned": [2.8, 2.6, 3.0]}
+    result = summarise(bursts, starts)
+    pair = result["paired"]["now/torchserve_tuned"]
+    expected = [a / b for a, b in zip(rates["now"], rates["torchserve_tuned"], strict=True)]
+    assert pair["c8"]["requests_per_s"]["ratios"] == [round(r, 3) for r in expected]
+    assert pair["c8"]["requests_per_s"]["min"] == round(min(expected), 3)
+    assert pair["c8"]["requests_per_s"]["max"] == round(max(expected), 3)
+    assert pair["c8"]["p99_ms"]["mean"] == 1.0
+    assert pair["start_s"]["ratios"] == [round(a / b, 3) for a, b in zip(*starts.values(), strict=True)]
+    assert result["start"]["now"]["median_s"] == 2.3
+    [row] = [r for r in result["rows"] if r["config"] == "now"]
+    assert row["requests_per_s"] == round(sum(rates["now"]) / 3, 2)
