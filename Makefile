@@ -94,8 +94,9 @@ verify: setup
 serve: archive
 	$(BIN)/squeezenet-mar serve $(ARCHIVE) --config config.properties $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE))
 
-## Every benchmark in one run: benchmarks/results/report.{json,png} (about 6 minutes on 2 cores).
-bench: setup system-setup
+## Every benchmark in one run: benchmarks/results/report.{json,png} (about 21 minutes on 2 cores;
+## `.venv/bin/python -m benchmarks.run --quick` for a rough one). TorchServe's virtualenv is the baseline.
+bench: setup system-setup torchserve-setup
 	$(BIN)/python -m benchmarks.run
 
 ## ApacheBench (apache2-utils, from Debian, as root): the serving comparison's load generator. Part of
