@@ -194,6 +194,7 @@ def convert_to_mxnet(onnx_path: Path, prefix: Path) -> list[Path]:
     """ONNX -> MXNet checkpoint (``prefix-symbol.json``, ``prefix-0000.params``), so that workers start
     without importing ONNX. Uses the handler's own loader, the one the worker would have used."""
     import mxnet as mx
+
     from squeezenet_handler.engines import load_mxnet_params
 
     sym, arg_params, aux_params = load_mxnet_params("onnx", onnx_path, threads=os.cpu_count() or 1)

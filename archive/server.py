@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import requests
+
 from squeezenet_handler.engines import usable_cores
 
 from .errors import ArchiveToolError

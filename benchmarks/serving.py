@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import requests
+
 from squeezenet_mar.server import ModelServer, Registration
 
 from .common import ROOT, stats_ms

@@ -64,6 +64,7 @@ def measure(model_dir: Path, image: bytes, iterations: int, warmup: int = 5) -> 
     """Mean CPU milliseconds per request of every stage, over ``iterations`` requests of ``image``."""
     from mms.protocol.otf_message_handler import retrieve_msg
     from mms.service import Service, emit_metrics
+
     from squeezenet_mar.inprocess import InProcessService
 
     inprocess = InProcessService(model_dir)

@@ -24,6 +24,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import image as deploy_image  # noqa: E402  (deploy/image.py, beside this script)
+
 from squeezenet_mar.inprocess import smoke_image  # noqa: E402
 from squeezenet_mar.server import free_port  # noqa: E402
 

@@ -4,6 +4,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from harness import ROOT, make_model_dir
 from squeezenet_mar.inprocess import InProcessService
 from squeezenet_onnx import build_squeezenet11

@@ -13,8 +13,9 @@ import zipfile
 import zlib
 from pathlib import Path
 
-import images
 from PIL import Image
+
+import images
 
 
 def dds_unknown_pixel_format() -> bytes:

@@ -15,9 +15,10 @@ import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import images
 import numpy as np
 from PIL import Image
+
+import images
 
 # --------------------------------------------------------------------------------------------- TIFF
 _TIFF_TYPES = {"SHORT": (3, "H"), "LONG": (4, "I"), "RATIONAL": (5, "II")}

@@ -16,6 +16,7 @@ from typing import Any
 
 import requests
 import yaml
+
 from squeezenet_mar.server import free_port
 
 JOB = "squeezenet"

@@ -18,9 +18,10 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import images
 import numpy as np
 import pytest
+
+import images
 from harness import ROOT
 from squeezenet_mar.build import BuildOptions, build_archive
 from squeezenet_mar.cli import main
@@ -92,6 +93,7 @@ def problems_of(path: Path) -> list[tuple[str, str]]:
 # -------------------------------------------------------------------------------------------- build
 def seeded_model_note(onnx_file: Path) -> str:
     import onnx
+
     from squeezenet_onnx import TEST_ONLY_KEY
 
     [note] = [p.value for p in onnx.load(str(onnx_file)).metadata_props if p.key == TEST_ONLY_KEY]
@@ -102,6 +104,7 @@ def test_a_test_only_model_is_described_as_one_and_a_zoo_file_is_not(built, onnx
     """The seeded model marks itself TEST-ONLY: the manifest and a published card say so; an ONNX file
     without the mark keeps the zoo's description (figures given as the zoo's)."""
     import onnx
+
     from squeezenet_mar.build import DESCRIPTION, TEST_ONLY_DESCRIPTION
     from squeezenet_mar.zoo import publish_archive
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+
 from harness import ROOT
 
 pytestmark = [pytest.mark.load, pytest.mark.integration]

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from squeezenet_mar.cli import EPILOG, build_parser, main
 
 # concept -> the only spelling any subcommand shows in its --help

@@ -39,10 +39,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import images
 import psutil
 import pytest
 import requests
+
+import images
 from harness import ROOT, is_model_worker
 from keys import KeyPair, make_key
 from squeezenet_handler.engines import usable_cores

@@ -23,9 +23,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import hostile_images
 import images
-import pytest
 from harness import ROOT
 from test_hostile_inputs import DECODE_BOMBS
 

@@ -17,6 +17,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+
 from harness import ROOT
 from squeezenet_mar.container.settings import settings_from_env
 

@@ -12,6 +12,7 @@ import logging
 import sys
 
 import pytest
+
 from squeezenet_handler.engines import choose_engine, load_engine
 from squeezenet_handler.errors import ModelLoadError
 from squeezenet_handler.signature import read_signature

@@ -11,9 +11,10 @@ import sys
 import zipfile
 from pathlib import Path
 
-import images
 import numpy as np
 import pytest
+
+import images
 from harness import ROOT
 from squeezenet_handler.cores import CoreTokens
 from squeezenet_handler.engines import (

@@ -25,9 +25,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import images
 import numpy as np
 import pytest
+
+import images
 from harness import ROOT
 from reference import reference_tensor
 from squeezenet_mar.cli import main

@@ -6,9 +6,10 @@ import json
 import shutil
 from pathlib import Path
 
-import images
 import numpy as np
 import pytest
+
+import images
 from harness import ROOT, copy_handler, make_model_dir, raw
 from reference import reference_tensor
 from squeezenet_handler.images import preprocess_image
@@ -268,6 +269,7 @@ def test_a_tampered_archive_does_not_load(tmp_path, built):
 def test_requests_before_load_are_503_not_predictions(tmp_path):
     import mms
     from mms.context import Context, RequestProcessor
+
     from squeezenet_mar.inprocess import _import_file, archive_imports
 
     with archive_imports(copy_handler(tmp_path)):  # a fresh copy: never loaded

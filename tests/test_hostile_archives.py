@@ -14,8 +14,9 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-import hostile
 import pytest
+
+import hostile
 from keys import KeyPair, make_key
 from squeezenet_mar.build import sign_archive
 from squeezenet_mar.container import check_archive

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 import hostile
 import hostile_images
 import images
-import pytest
 from harness import raw
 
 GOOD = images.jpeg(320, 240, 61)

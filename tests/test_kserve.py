@@ -12,11 +12,12 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import images
 import jsonschema
 import pytest
 import requests
 import yaml
+
+import images
 from harness import ROOT
 from keys import make_key
 from squeezenet_mar.cli import main

@@ -21,11 +21,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import images
 import numpy as np
 import psutil
 import pytest
 import requests
+
+import images
 from harness import ROOT
 from squeezenet_mar.server import (
     DEFAULT_BATCH_SIZE,

@@ -21,9 +21,10 @@ import sys
 import zipfile
 from pathlib import Path
 
-import images
 import pytest
 import requests
+
+import images
 from keys import KeyPair, make_authority, make_key
 from squeezenet_handler.errors import ModelLoadError
 from squeezenet_handler.trust import TRUST_VARIABLES, check_signature, entry_module_bytecode

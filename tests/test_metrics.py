@@ -32,16 +32,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import images
 import psutil
 import pytest
 import requests
 import yaml
-from harness import ROOT, is_model_worker
-from prometheus import Prometheus, running_prometheus
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
+
+import images
+from harness import ROOT, is_model_worker
+from prometheus import Prometheus, running_prometheus
 from squeezenet_handler.metrics import METRICS_DIR_ENV, SECONDS_BUCKETS
 from squeezenet_mar.container.settings import ContainerError, settings_from_env
 from squeezenet_mar.server import free_port, read_properties, write_properties

@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import images
 import psutil
 import pytest
 import requests
+
+import images
 from harness import ROOT, is_model_worker
 from squeezenet_mar.server import free_port, read_properties, write_properties
 from squeezenet_mar.serving import Observation, Watchdog

@@ -9,8 +9,9 @@ from __future__ import annotations
 import base64
 import json
 
-import images
 import pytest
+
+import images
 from harness import raw
 from squeezenet_handler.protocols import MAX_INSTANCES, max_base64_chars
 

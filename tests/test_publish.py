@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import requests
+
 from harness import ROOT
 from squeezenet_mar.errors import PublishError, VerifyError
 from squeezenet_mar.layout import (

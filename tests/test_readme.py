@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from harness import ROOT
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,10 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import images
 import pytest
 import requests
+
+import images
 from harness import raw
 from squeezenet_handler.responses import accepts_json
 

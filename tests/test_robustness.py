@@ -42,9 +42,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import images
 import pytest
 import requests
+
+import images
 from harness import ROOT
 from squeezenet_mar.build import BuildOptions, build_archive
 from squeezenet_mar.errors import ArchiveToolError

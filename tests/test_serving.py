@@ -14,10 +14,11 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import images
 import numpy as np
 import pytest
 import requests
+
+import images
 from harness import ROOT
 from squeezenet_mar.build import BuildOptions, build_archive
 from squeezenet_mar.cli import main

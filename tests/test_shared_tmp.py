@@ -21,9 +21,10 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import images
 import pytest
 import requests
+
+import images
 from squeezenet_handler.cores import CoreTokens, shared_cores
 from squeezenet_handler.errors import ModelLoadError
 from squeezenet_handler.trust import check_folder_ownership, group_of_this_user_alone

@@ -22,9 +22,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import images
 import pytest
 import requests
+
+import images
 from harness import ROOT
 from keys import KeyPair, make_key
 from squeezenet_mar.build import BuildOptions, build_archive, sign_archive

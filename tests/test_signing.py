@@ -17,6 +17,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
+
 from harness import ROOT
 from keys import DAY, YEAR, Authority, KeyPair, issue_leaf, make_authority, make_key
 from squeezenet_handler.signing import (

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+
 import squeezenet_onnx
 from harness import ROOT
 from squeezenet_onnx import TEST_ONLY_KEY, build_squeezenet11

@@ -10,9 +10,10 @@ import base64
 import json
 from pathlib import Path
 
-import images
 import pytest
 import requests
+
+import images
 from squeezenet_mar.server import Registration
 from test_serving import same_prediction
 from torchserve import TorchServe, minimal_properties, torchserve_missing

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
 from harness import ROOT
 from squeezenet_mar.server import (
     Registration,
