@@ -15,7 +15,13 @@ Every configuration runs as it is deployed, through its own command:
   Runtime there) with one worker per core and one ONNX Runtime thread per worker
   (``SQUEEZENET_THREADS=1``: no thread pool at all), the archive loaded at start;
 - ``torchserve_default``: the same TorchServe with its defaults (one worker per core, the handler's own
-  thread sharing).
+  thread sharing);
+- ``stock_mms`` (only when named: ``--only now,stock_mms,torchserve_default``): a stock MMS 1.1.11,
+  ``multi-model-server --start --foreground`` with only its two addresses configured and the archive
+  loaded at start, its default workers, JVM and logging (README "Other servers").
+
+Before the bursts, every configuration's top-5 for three real images is checked against the archive's
+handler on ONNX Runtime in a child process and against each other (``benchmarks/answers.py``).
 
 Start-up: each configuration alone on the machine, from the launch of its command to its first
 ``200`` for the 500x375 JPEG (polled every 20 ms), the order alternated over ``--start-repeats`` rounds.
@@ -24,8 +30,9 @@ over ``--cycles`` cycles (every other one in reverse order), so that the drift o
 on all alike. Per burst: requests/s, p50, p99 (ab's whole milliseconds), and the CPU per answered
 request of the Python workers, of the Java frontend and of the whole stack (nginx and the supervisor
 included), from their own process times. The result: per configuration its means, and per cycle its
-*paired ratio* to ``torchserve_tuned`` (and ``now`` to ``before``, each engine), with the mean, the
-spread (min-max) and the standard error of those ratios. Numbers only: nothing here asserts a timing.
+*paired ratio* to ``torchserve_tuned`` (and ``now`` to ``before``, each engine; ``stock_mms`` and
+``torchserve_default`` to ``now``), with the mean, the spread (min-max) and the standard error of those
+ratios. Numbers only: nothing here asserts a timing.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +56,8 @@ from typing import Any
 import psutil
 import requests
 
-from .common import ROOT, TESTS, photo
+from .answers import answer_images, judge, reference_answers, served_answers
+from .common import ROOT, TESTS, BenchmarkError, photo
 from .comparison import ab_available, ab_burst, python_burst
 
 BEFORE_COMMIT = "7d5e790"  # issue 23's baseline
@@ -202,12 +210,46 @@ def start_torchserve(
     return Running(name, url, psutil.Process(server.process.pid), server.stop, server.first_200_s)
 
 
+def start_stock_mms(name: str, archive: Path, home: Path, body: bytes, timeout: float = 180.0) -> Running:
+    """A stock MMS as a user who never saw this repository runs it (``tests/conftest.py``'s
+    ``plain_mms``): ``multi-model-server --start --foreground`` with a config holding only its two
+    addresses (free ports), the archive loaded at start (``--models squeezenet=ARCHIVE``), its default
+    workers (one per core), its own JVM options and log4j2.xml (``ModelServer(lean_logging=False)``:
+    private ``TMPDIR``/``TEMP``/``LOG_LOCATION``, its process group). Running once it answered a 200;
+    the start is timed from just before ``ModelServer.start`` (which checks the ports, makes the
+    folders and launches)."""
+    from squeezenet_mar.server import ModelServer, free_port, write_properties
+
+    began = 0.0  # set just before the start
+
+    class FirstAnswer(ModelServer):
+        first_200_s = 0.0
+
+        def _wait_for_ping(self, seconds: float) -> None:  # ready means answering, polled finely
+            url = f"{self.inference_url}/predictions/{MODEL}"
+            self.first_200_s = first_200(url, body, began, self.running, seconds)
+
+    shutil.rmtree(home, ignore_errors=True)
+    store = home / "model_store"
+    store.mkdir(parents=True)
+    shutil.copyfile(archive, store / archive.name)
+    config = home / "config.properties"
+    addresses = {f"{api}_address": f"http://127.0.0.1:{free_port()}" for api in ("inference", "management")}
+    write_properties(config, addresses)
+    server = FirstAnswer(home / "mms", store, config=config, lean_logging=False)
+    began = time.monotonic()
+    server.start(models=[f"{MODEL}={archive.name}"], timeout=timeout)
+    url = f"{server.inference_url}/predictions/{MODEL}"
+    return Running(name, url, psutil.Process(server.process.pid), server.stop, server.first_200_s)
+
+
 # ------------------------------------------------------------------------------------ configurations
 @dataclass(frozen=True)
 class Configuration:
     name: str
     what: str
     start: Callable[[Path, bytes], Running]
+    default: bool = True  # measured when no configuration is named (``--only``)
 
 
 def before_tree(work: Path) -> tuple[Path, list[str]] | str:
@@ -235,12 +277,26 @@ def before_tree(work: Path) -> tuple[Path, list[str]] | str:
     return tree, [sys.executable, "-c", bootstrap + "sys.exit(main())"]
 
 
+@contextlib.contextmanager
+def environment_kept() -> Iterator[None]:
+    """``os.environ`` as the block found it: the builder's smoke test loads the handler in this process,
+    which sets its variables there (``MMS_DECODE_INPUT_REQUEST``, ``MXNET_SUBGRAPH_VERBOSE``, ...); the
+    servers start from the caller's environment, as a user's shell starts them."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def build_archives(model: Path, work: Path, before: list[str] | None) -> dict[str, Path]:
     """The default archive of each code version, from the same ONNX file."""
     from squeezenet_mar.build import BuildOptions, build_archive
 
     archives = {"now": work / "now" / "squeezenet_v1.1.mar"}
-    build_archive(BuildOptions(model_file=model, output=archives["now"], progress=False))
+    with environment_kept():
+        build_archive(BuildOptions(model_file=model, output=archives["now"], progress=False))
     if before is None:
         return archives
     for name, options in (("before", ()), ("before_onnxruntime", ("--engine", "onnxruntime"))):
@@ -307,6 +363,15 @@ def configurations(
                 ),
             )
         )
+    found.append(
+        Configuration(
+            "stock_mms",
+            "a stock MMS 1.1.11: `multi-model-server --start --foreground`, only its two addresses "
+            "configured, the archive loaded at start, its default workers, JVM and logging",
+            lambda home, body: start_stock_mms("stock_mms", archives["now"], home, body),
+            default=False,
+        )
+    )
     if torchserve:
         found += [
             Configuration(
@@ -323,6 +388,24 @@ def configurations(
             ),
         ]
     return found
+
+
+def chosen(configs: list[Configuration], only: tuple[str, ...]) -> list[Configuration]:
+    """The configurations named in ``only`` (``now_mms_direct`` runs on ``now``'s stack), in their own
+    order; without names, the default ones. A name that is not available here is an error."""
+    if not only:
+        return [c for c in configs if c.default]
+    known = {c.name for c in configs} | (
+        {"now_mms_direct"} if any(c.name == "now" for c in configs) else set()
+    )
+    unknown = [name for name in only if name not in known]
+    if unknown:
+        raise BenchmarkError(
+            f"no configuration {', '.join(unknown)} here (TorchServe and `before` need .venv-torchserve "
+            f"and the git history); there are: {', '.join(sorted(known))}"
+        )
+    wanted = set(only) | ({"now"} if "now_mms_direct" in only else set())
+    return [c for c in configs if c.name in wanted]
 
 
 # -------------------------------------------------------------------------------------------- ratios
@@ -365,6 +448,7 @@ def summarise(bursts: list[dict[str, Any]], starts: dict[str, list[float]]) -> d
     pairs = [(n, REFERENCE) for n in names if n != REFERENCE]
     pairs += [("now", "before"), ("now_onnxruntime", "before_onnxruntime")]
     pairs += [("now_onnxruntime", "now"), ("now", "now_mms_direct")]
+    pairs += [("stock_mms", "now"), ("torchserve_default", "now")]  # README "Other servers"
     for name, against in pairs:
         if name not in names + list(starts) or against not in names + list(starts):
             continue
@@ -411,13 +495,13 @@ def measure(
         progress("parity", f"no `before`: {before}")
     before_cli = None if isinstance(before, str) else before[1]
     archives = build_archives(model, work, before_cli)
-    configs = configurations(archives, before_cli, missing is None)
-    if only:
-        configs = [c for c in configs if c.name in only]
+    configs = chosen(configurations(archives, before_cli, missing is None), only)
     body_path = work / "photo_500x375.jpg"
     body_path.write_bytes(photo(500, 375, seed=100))
     body = body_path.read_bytes()
     burst = ab_burst if ab_available() else python_burst
+    pictures = answer_images()
+    reference = reference_answers(archives["now"], pictures, work)
 
     starts: dict[str, list[float]] = {c.name: [] for c in configs}
     for repeat in range(start_repeats):  # alone on the machine, the order alternated
@@ -431,14 +515,24 @@ def measure(
 
     running: list[Running] = []
     bursts: list[dict[str, Any]] = []
+    direct_wanted = not only or "now_mms_direct" in only
     try:
         for config in configs:
             running.append(config.start(work / "serve" / config.name, body))
-            if "mms_url" in running[-1].extra and config.name == "now":
+            if "mms_url" in running[-1].extra and config.name == "now" and direct_wanted:
                 direct = running[-1]
                 running.append(
                     Running("now_mms_direct", direct.extra["mms_url"], direct.root, lambda: None, 0.0)
                 )
+        same = judge({server.name: served_answers(server.url, pictures) for server in running}, reference)
+        for name, verdict in same["configurations"].items():
+            gap = verdict["largest_probability_gap"]
+            progress(
+                "parity",
+                f"answers {name:20} {'same as' if verdict['same'] else 'NOT the same as'} the reference "
+                f"for {len(pictures)} images (largest probability gap {gap if gap is None else f'{gap:.1e}'})"
+                + "".join(f"; {d}" for d in verdict["differences"]),
+            )
         for server in running:  # warm-up: every executor and session created, the JIT at work
             for clients in concurrency:
                 burst(server.url, body_path, clients, min(2.0, seconds))
@@ -479,6 +573,7 @@ def measure(
         "configurations": described,
         "torchserve_missing": missing,
         "rss_mb": rss,
+        "answers": same,
         **summarise(bursts, starts),
         "bursts": bursts,
     }
@@ -501,6 +596,14 @@ def table(result: dict[str, Any]) -> str:
             f"{row['errors']:4d} {row['worker_cpu_ms'] or 0:7.2f} {row['frontend_cpu_ms'] or 0:6.2f} "
             f"{row['stack_cpu_ms'] or 0:6.2f}"
         )
+    same = result.get("answers", {})
+    if same:
+        verdicts = ", ".join(
+            f"{name} {'same' if verdict['same'] else 'DIFFERENT'}"
+            for name, verdict in same["configurations"].items()
+        )
+        images, tolerance = len(same["images"]), same["tolerance"]
+        lines.append(f"answers for {images} images, within {tolerance:g} of the reference: {verdicts}")
     lines.append("paired ratios, mean [min-max] ± standard error:")
     for pair, entry in result["paired"].items():
         parts = []
@@ -525,34 +628,99 @@ def _fmt(summary: dict[str, Any]) -> str:
     )
 
 
+MARKDOWN_LABELS = {
+    "now": "`squeezenet-mar serve` (nginx + MMS 1.1.11, MXNet)",
+    "stock_mms": "stock MMS 1.1.11 (`multi-model-server --start`, its defaults)",
+    "torchserve_default": "TorchServe 0.12 + ONNX Runtime, its defaults",
+    "torchserve_tuned": "TorchServe 0.12 + ONNX Runtime, 1 thread per worker",
+}
+
+
+def markdown(result: dict[str, Any], against: str = "now") -> str:
+    """The README's table: per configuration its start-up (median [min-max]), the means of its bursts
+    and whether it answers like the reference; beside each number, the paired ratio to ``against``."""
+    rows = {(row["config"], row["concurrency"]): row for row in result["rows"]}
+    names = [name for name in result["start"] if name != "now_mms_direct"]
+    same = result.get("answers", {}).get("configurations", {})
+
+    def ratio(name: str, level: str, key: str) -> str:
+        entry = result["paired"].get(f"{name}/{against}", {})
+        summary = entry.get(level, {}).get(key, {}) if level != "start_s" else entry.get("start_s", {})
+        return f" ({summary['mean']:.2f}x [{summary['min']:.2f}-{summary['max']:.2f}])" if summary else ""
+
+    def burst(name: str, clients: int, key: str, unit: str = "") -> str:
+        row = rows.get((name, clients))
+        if row is None or row[key] is None:
+            return "n/a"
+        return f"{row[key]:.1f}{unit}" + ratio(name, f"c{clients}", key)
+
+    lines = [
+        "| server | start → first 200 | c=1 req/s | c=8 req/s | p99 at c=1 | same answers |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        start = result["start"][name]
+        verdict = same.get(name)
+        if verdict is None:
+            answered = "not checked"
+        elif verdict["same"]:
+            gap = verdict["largest_probability_gap"]
+            answered = f"yes, {len(result['answers']['images'])} images (largest gap {gap:.0e})"
+        else:
+            answered = "no: " + "; ".join(verdict["differences"])
+        started = f"{start['median_s']:.2f} s [{start['min_s']:.2f}-{start['max_s']:.2f}]"
+        lines.append(
+            f"| {MARKDOWN_LABELS.get(name, name)} | {started}{ratio(name, 'start_s', '')} "
+            f"| {burst(name, 1, 'requests_per_s')} | {burst(name, 8, 'requests_per_s')} "
+            f"| {burst(name, 1, 'p99_ms', ' ms')} | {answered} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.parity", description=__doc__.split("\n\n")[0])
     parser.add_argument("--cycles", type=int, default=10, help="(%(default)s)")
     parser.add_argument("--seconds", type=float, default=5.0, help="per burst (%(default)s)")
     parser.add_argument("--start-repeats", type=int, default=3, help="(%(default)s)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 16])
-    parser.add_argument("--only", nargs="+", default=[], help="these configurations only")
+    parser.add_argument(
+        "--only",
+        "--configurations",
+        nargs="+",
+        default=[],
+        help="these configurations only, by name (also comma-separated: now,stock_mms,torchserve_default); "
+        "without it, every default one (stock_mms only when named)",
+    )
+    parser.add_argument(
+        "--markdown", action="store_true", help="also print the README's table, ratios to `now`"
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "parity.json")
     args = parser.parse_args(argv)
+    only = tuple(name for names in args.only for name in names.split(",") if name)
     from squeezenet_onnx import build_squeezenet11
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="squeezenet-parity-") as tmp:
         work = Path(tmp)
         model = build_squeezenet11(work / "squeezenet1.1.onnx", seed=0)
-        result = measure(
-            model,
-            work,
-            tuple(args.concurrency),
-            args.seconds,
-            args.cycles,
-            args.start_repeats,
-            only=tuple(args.only),
-        )
+        try:
+            result = measure(
+                model,
+                work,
+                tuple(args.concurrency),
+                args.seconds,
+                args.cycles,
+                args.start_repeats,
+                only=only,
+            )
+        except BenchmarkError as exc:
+            parser.exit(2, f"{parser.prog}: {exc}\n")
     result["duration_s"] = round(time.monotonic() - started, 1)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     print(table(result))
+    if args.markdown:
+        print(markdown(result))
     print(f"report: {args.output} ({result['duration_s']:.0f} s)")
     return 0
 

@@ -252,6 +252,12 @@ def task_stage_costs(args: dict[str, Any]) -> dict[str, Any]:
     return measure(Path(args["model_dir"]), Path(args["image"]).read_bytes(), args["iterations"])
 
 
+def task_answers(args: dict[str, Any]) -> dict[str, Any]:
+    from .answers import inprocess_answers
+
+    return inprocess_answers(Path(args["model_dir"]), [Path(p) for p in args["images"]])
+
+
 TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "engine": task_engine,
     "head_to_head": task_head_to_head,
@@ -261,6 +267,7 @@ TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "dnnl_profile": task_dnnl_profile,
     "cprofile_inference": task_cprofile_inference,
     "stage_costs": task_stage_costs,
+    "answers": task_answers,
 }
 
 

@@ -134,3 +134,76 @@ def test_parity_pairs_each_cycle_with_the_same_cycle_of_the_reference():
     assert result["start"]["now"]["median_s"] == 2.3
     [row] = [r for r in result["rows"] if r["config"] == "now"]
     assert row["requests_per_s"] == round(sum(rates["now"]) / 3, 2)
+
+
+def test_answers_are_the_same_only_with_the_same_classes_in_order_and_probabilities_within_1e4():
+    """benchmarks/answers.py's verdict for the README's "same answers": classes equal and in order, each
+    probability within the tolerance; a failed answer is never the same."""
+    from benchmarks.answers import compare, judge
+
+    reference = {
+        "photo.jpg": [
+            {"class": "n1 tench", "probability": 0.6},
+            {"class": "n2 goldfish", "probability": 0.3},
+        ],
+        "scene.png": [{"class": "n3 shark", "probability": 0.9}, {"class": "n1 tench", "probability": 0.05}],
+    }
+
+    def moved(image: str, index: int, by: float) -> dict:
+        answers = {name: [dict(entry) for entry in top] for name, top in reference.items()}
+        answers[image][index]["probability"] += by
+        return answers
+
+    close, far = moved("scene.png", 1, 5e-5), moved("photo.jpg", 1, -2e-4)
+    swapped = {**reference, "photo.jpg": reference["photo.jpg"][::-1]}
+    failed = {**reference, "scene.png": "503: worker died"}
+
+    assert compare(close, reference) == {
+        "same": True,
+        "largest_probability_gap": pytest.approx(5e-5),
+        "differences": [],
+    }
+    verdict = compare(far, reference)
+    assert not verdict["same"] and verdict["largest_probability_gap"] == pytest.approx(2e-4)
+    assert verdict["differences"] == ["photo.jpg: n2 goldfish: probability 0.2998000 instead of 0.3000000"]
+    assert compare(swapped, reference)["differences"] == [
+        "photo.jpg: classes ['n2 goldfish', 'n1 tench'] instead of ['n1 tench', 'n2 goldfish']"
+    ]
+    assert compare(failed, reference)["differences"] == ["scene.png: no top-k answer ('503: worker died')"]
+
+    judged = judge({"a": close, "b": far, "c": reference}, reference)
+    assert {name: v["same"] for name, v in judged["configurations"].items()} == {
+        "a": True,
+        "b": False,
+        "c": True,
+    }
+    assert {pair: v["same"] for pair, v in judged["pairs"].items()} == {
+        "a/b": False,
+        "a/c": True,
+        "b/c": False,
+    }
+    assert judged["all_same"] is False and judged["images"] == ["photo.jpg", "scene.png"]
+    with_failure = judge({"a": close, "d": failed}, reference)["pairs"]["a/d"]
+    assert with_failure["differences"] == ["scene.png: no top-k answer ('503: worker died')"]
+
+
+def test_parity_measures_stock_mms_only_when_named_and_refuses_unknown_names():
+    """``--only``: the named configurations in their own order (``now_mms_direct`` brings ``now``);
+    without names the default set, which leaves ``stock_mms`` out; a name not available is an error."""
+    from benchmarks.common import BenchmarkError
+    from benchmarks.parity import Configuration, chosen
+
+    def never(home, body):
+        raise AssertionError("not started here")
+
+    configs = [
+        Configuration("now", "", never),
+        Configuration("stock_mms", "", never, default=False),
+        Configuration("torchserve_default", "", never),
+    ]
+    assert [c.name for c in chosen(configs, ())] == ["now", "torchserve_default"]
+    named = chosen(configs, ("torchserve_default", "stock_mms", "now"))
+    assert [c.name for c in named] == ["now", "stock_mms", "torchserve_default"]
+    assert [c.name for c in chosen(configs, ("now_mms_direct",))] == ["now"]
+    with pytest.raises(BenchmarkError, match="no configuration before here.*there are: now, now_mms_direct"):
+        chosen(configs, ("now", "before"))
