@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -46,3 +47,10 @@ def is_model_worker(process: Any) -> bool:
         return parent is not None and parent.cmdline() == command
     except psutil.Error:
         return False
+
+
+def private_tmp_env(folder: Path) -> dict[str, str]:
+    """The environment for a child that a test kills with SIGKILL: no cleanup runs in it, so its
+    temporary files go to ``folder`` (inside the test's own tmp_path), not the machine's /tmp."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return {**os.environ, "TMPDIR": str(folder)}

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import requests
 
-from harness import ROOT
+from harness import ROOT, private_tmp_env
 from squeezenet_mar.errors import PublishError, VerifyError
 from squeezenet_mar.layout import (
     MANIFEST,
@@ -412,6 +412,7 @@ def test_a_publisher_killed_mid_publish_leaves_the_old_index(mar: Path, zoo: Pat
     process = subprocess.run(
         [sys.executable, "-c", KILLED_AT_INDEX_REPLACE, str(second), str(zoo)],
         cwd=ROOT,
+        env=private_tmp_env(zoo.parent / "killed-tmp"),
         capture_output=True,
         timeout=30,
     )
@@ -459,6 +460,7 @@ def test_a_publisher_killed_at_any_change_leaves_a_consistent_zoo(
                 str(force and "force"),
             ],
             cwd=ROOT,
+            env=private_tmp_env(tmp_path / "killed-tmp"),
             capture_output=True,
             text=True,
             timeout=60,

@@ -24,7 +24,7 @@ import requests
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
 
-from harness import ROOT  # noqa: E402
+from harness import ROOT, private_tmp_env  # noqa: E402
 from squeezenet_mar.errors import PublishError  # noqa: E402
 from squeezenet_mar.layout import content_digest, read_archive  # noqa: E402
 from squeezenet_mar.zoo import INDEX_FILE, publish_archive  # noqa: E402
@@ -324,6 +324,7 @@ def test_a_publisher_killed_at_any_request_leaves_a_consistent_zoo(
                 str(force and "force"),
             ],
             cwd=ROOT,
+            env=private_tmp_env(tmp_path / "killed-tmp"),
             capture_output=True,
             text=True,
             timeout=120,
