@@ -374,7 +374,8 @@ def test_queue_depth_is_above_0_under_overload_and_0_when_idle(served, prometheu
 @pytest.mark.integration
 def test_a_killed_worker_loses_no_count_and_leaves_nothing_in_progress(served):
     """A worker killed while it handles requests: MMS answers those 500 "Worker died" (the handler
-    never answered them: not counted), replaces it, and the counts go on from where they were."""
+    never answered them: not counted; nginx sends them once more), replaces it, and the counts go on
+    from where they were."""
     folder = served.home / ".mms" / "metrics"
     victim = served.workers()[0]
     gauge = folder / f"gauge_livesum_{victim.pid}.db"

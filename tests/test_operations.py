@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,6 +141,29 @@ def test_killing_every_worker_fails_ping_at_once_and_serve_recovers_within_30_s(
     assert served.predict().status_code == 200
     assert len(served.workers()) == 2
     print(f"ping 503 after {unhealthy:.2f} s, 200 again {recovered:.2f} s later")
+
+
+def test_a_request_whose_worker_dies_under_it_is_answered_by_another(serve):
+    """MMS 1.1.11 answers 500 "Worker died." to a request its worker took and never answered; nginx
+    hands it to MMS once more and the live worker answers. The worker is stopped (SIGSTOP) first, so
+    that it surely holds a request when it is killed."""
+    served = serve()
+    victim = served.workers()[0]
+    victim.suspend()  # it still takes requests from MMS, and answers none
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        stuck = None
+        for _ in range(40):  # MMS gives each request to whichever worker asks first
+            sent = pool.submit(served.predict)
+            finished, _ = wait([sent], timeout=5)  # the live worker answers in tens of milliseconds
+            if not finished:
+                stuck = sent
+                break
+            assert sent.result().status_code == 200
+        assert stuck is not None, "no request reached the stopped worker"
+        victim.kill()
+        answer = stuck.result(timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == served.predict().json()
 
 
 def test_one_killed_worker_leaves_ping_at_200(serve):

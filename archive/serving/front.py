@@ -14,6 +14,8 @@ What it owns, and why MMS 1.1.11 cannot do it itself (measured, README "Operatio
   field of a form before the handler sees the bytes: 2.3 M fields took 20 s and 1.7 GB);
   only POST reaches ``/predictions/`` and ``/invocations``.
 - its own errors (413, 405, MMS unreachable) as JSON, like the handler's.
+- a prediction whose worker died under it (MMS's 500 "Worker died.") is sent to MMS once more, where a
+  live worker answers it; a second 500 reaches the client.
 
 Everything nginx writes goes under ``home`` (temporary bodies, pid file), so it runs as any user on a
 read-only root filesystem.
@@ -128,8 +130,13 @@ http {{
         "~*^\\s*application/x-www-form-urlencoded" application/octet-stream;
     }}
 
+    # MMS answers 500 "Worker died." to a request whose worker was killed before answering (one of
+    # several, the others alive). A prediction has no side effects, so such a request is handed to MMS
+    # once more, which gives it to a live worker. nginx retries only on another peer: the same MMS twice,
+    # with no failure accounting (max_fails=0), so a dead worker never takes MMS out of the rotation.
     upstream mms {{
-        server {s.upstream};
+        server {s.upstream} max_fails=0;
+        server {s.upstream} max_fails=0;
         keepalive 32;
     }}
 
@@ -176,7 +183,8 @@ http {{
             proxy_connect_timeout 5s;
             proxy_send_timeout 60s;
             proxy_read_timeout {s.response_timeout + 10}s;
-            proxy_next_upstream off;
+            proxy_next_upstream error http_500 non_idempotent;
+            proxy_next_upstream_tries 2;
         }}
 
         location / {{
