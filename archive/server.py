@@ -35,7 +35,7 @@ from typing import IO, Any
 
 import requests
 
-from squeezenet_handler.engines import usable_cores
+from squeezenet_handler.cores import usable_cores
 
 from .errors import ArchiveToolError
 

@@ -46,7 +46,7 @@ import requests
 import images
 from harness import ROOT, is_model_worker
 from keys import KeyPair, make_key
-from squeezenet_handler.engines import usable_cores
+from squeezenet_handler.cores import usable_cores
 from squeezenet_handler.health import HEALTH_DIR_ENV
 from squeezenet_mar import container as entry
 from squeezenet_mar.build import BuildOptions, build_archive

@@ -16,13 +16,12 @@ import pytest
 
 import images
 from harness import ROOT
-from squeezenet_handler.cores import CoreTokens
+from squeezenet_handler.cores import CoreTokens, usable_cores
 from squeezenet_handler.engines import (
     MXNetEngine,
     OnnxRuntimeEngine,
     default_threads,
     load_mxnet_params,
-    usable_cores,
 )
 from squeezenet_handler.errors import ModelLoadError
 from squeezenet_handler.graph import optimize_symbol, pad_output_channels

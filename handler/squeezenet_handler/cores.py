@@ -1,5 +1,6 @@
-"""How many cores this worker's next forward pass may use, shared with the other workers on the
-machine through one lock file per core.
+"""The cores this process may use (``usable_cores``: affinity and cgroup quota), and how many of them
+this worker's next forward pass may use, shared with the other workers on the machine through one
+lock file per core.
 
 MMS runs each worker as a process of its own. A worker alone should run its forward pass on every
 core (a batch-1 forward pass takes 4.4 ms on 2 threads, 7.3 ms on 1, on the 2-core machine of the
@@ -51,6 +52,32 @@ _POLL_LONGEST = 0.002  # seconds between two attempts at a busy lock, at most
 _WARN_EVERY = 60.0  # seconds between two log lines about giving up on the home core
 SPARE_CHECK_EVERY = 1.0  # seconds a look at which cores other workers call home stays valid
 _CLAIM_WAIT = 0.005  # seconds a worker number's lock is tried before the next number
+
+
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity (``taskset``, cpusets), capped by a cgroup CPU
+    quota (a container's ``--cpus``, a Kubernetes CPU limit), which the affinity does not show."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cores = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    return max(1, min(cores, quota)) if quota else cores
+
+
+def _cgroup_cpu_quota() -> int | None:
+    """Whole cores of the cgroup's CPU quota, rounded up; None when there is none (or no cgroup)."""
+    try:  # cgroup v2: "max 100000" or "200000 100000"
+        limit, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        return None if limit == "max" else -(-int(limit) // int(period))
+    except (OSError, ValueError):
+        pass
+    try:  # cgroup v1
+        limit = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        return None if limit <= 0 or period <= 0 else -(-limit // period)
+    except (OSError, ValueError):
+        return None
 
 
 def _worker_number(name: str) -> int | None:

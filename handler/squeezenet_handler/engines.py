@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .cores import CoreTokens, shared_cores
+from .cores import CoreTokens, shared_cores, usable_cores
 from .errors import ModelLoadError
 from .graph import optimize_symbol, pad_output_channels
 from .signature import SIGNATURE_FILE, Signature
@@ -51,32 +51,6 @@ class Engine(Protocol):
     threads: int  # the most threads a forward pass runs on
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
-
-
-def usable_cores() -> int:
-    """Cores this process may run on: its CPU affinity (``taskset``, cpusets), capped by a cgroup CPU
-    quota (a container's ``--cpus``, a Kubernetes CPU limit), which the affinity does not show."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on Linux
-        cores = os.cpu_count() or 1
-    quota = _cgroup_cpu_quota()
-    return max(1, min(cores, quota)) if quota else cores
-
-
-def _cgroup_cpu_quota() -> int | None:
-    """Whole cores of the cgroup's CPU quota, rounded up; None when there is none (or no cgroup)."""
-    try:  # cgroup v2: "max 100000" or "200000 100000"
-        limit, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        return None if limit == "max" else -(-int(limit) // int(period))
-    except (OSError, ValueError):
-        pass
-    try:  # cgroup v1
-        limit = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
-        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
-        return None if limit <= 0 or period <= 0 else -(-limit // period)
-    except (OSError, ValueError):
-        return None
 
 
 def _positive_env_int(name: str) -> int | None:

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cores import usable_cores
+
 logger = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
@@ -139,8 +141,6 @@ def worker_count(environ: Mapping[str, str], cores: int) -> tuple[int, str]:
 
 def process_budget(max_decode_bytes: int) -> MemoryBudget:
     """The budget of this process (read from its cgroup, environment and cores), logged once."""
-    from .engines import usable_cores  # engines imports the signature, which imports this module
-
     limit = cgroup_memory_limit() or machine_memory()
     budget = decode_budget(max_decode_bytes, limit, worker_count(os.environ, usable_cores()))
     logger.info("decode memory budget: %d bytes (%s)", budget.bytes, budget.source)
