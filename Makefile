@@ -72,7 +72,7 @@ ifneq ($(SIGN_KEY),)
 endif
 
 $(ARCHIVE): $(ARCHIVE_INPUTS) $(MODEL) $(BUILD_ARGS) | $(STAMP)
-	@if test -f $(ARCHIVE).sig && test -z "$(SIGN_KEY)"; then \
+	@if test -f $(ARCHIVE) && test -f $(ARCHIVE).sig && test -z "$(SIGN_KEY)"; then \
 		echo "error: $(ARCHIVE) is signed and its inputs changed: rebuilding would drop its signature." \
 			"Rebuild and sign with SIGN_KEY=path/to/key.pem, or delete $(ARCHIVE) first"; exit 2; fi
 	$(BIN)/squeezenet-mar build $(if $(MODEL),--model-file $(MODEL)) --output $(ARCHIVE) \
