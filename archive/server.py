@@ -209,6 +209,23 @@ def stop_group(group: int | None, timeout: float) -> None:
         psutil.wait_procs(alive, timeout=5)
 
 
+def is_model_worker(process: Any, name: str | None = None) -> bool:
+    """A psutil process that loads and runs a model (``name``'s, when given): MMS 1.1.11 starts
+    ``model_service_worker.py`` once per worker, and that process forks one child per frontend
+    connection, with the same command line, which loads and runs the model."""
+    import psutil
+
+    try:
+        command, parent = process.cmdline(), process.parent()
+        if not any(part.endswith("model_service_worker.py") for part in command):
+            return False
+        if name is not None and _flag(command, "--model-name") != name:
+            return False
+        return parent is not None and parent.cmdline() == command
+    except psutil.Error:
+        return False
+
+
 class ModelServer:
     """One MMS instance in ``home`` (config, tmp, logs), started in the foreground as our child."""
 
@@ -453,20 +470,7 @@ class ModelServer:
     def worker_pids(self, name: str = "squeezenet") -> list[int]:
         """PIDs of the processes holding the model: each ``model_service_worker.py`` the frontend starts
         for ``name`` forks one child per frontend connection, and that child loads and runs the model."""
-        import psutil
-
-        workers = []
-        for proc in self.processes():
-            try:
-                command = proc.cmdline()
-                parent = proc.parent()
-                parent_command = parent.cmdline() if parent else []
-            except psutil.NoSuchProcess:
-                continue
-            is_worker = any(part.endswith("model_service_worker.py") for part in command)
-            if is_worker and _flag(command, "--model-name") == name and parent_command == command:
-                workers.append(proc.pid)
-        return sorted(workers)
+        return sorted(proc.pid for proc in self.processes() if is_model_worker(proc, name))
 
     def wait_for_workers(self, name: str, count: int | None = None, timeout: float = 120.0) -> list[int]:
         """Wait until the frontend reports ``count`` READY workers (None: as many as it started, at least

@@ -1,4 +1,4 @@
-"""Helpers shared by the tests: unpacked-archive folders, raw-body requests, MMS's worker processes."""
+"""Helpers shared by the tests: unpacked-archive folders, raw-body requests, children's temporary folders."""
 
 from __future__ import annotations
 
@@ -33,20 +33,6 @@ def make_model_dir(target: Path, onnx_file: Path, signature: Path | None = None)
 def raw(body: bytes) -> dict[str, Any]:
     """A request whose image is the raw HTTP body (``curl -T``), as MMS hands it to the handler."""
     return {"body": bytearray(body)}
-
-
-def is_model_worker(process: Any) -> bool:
-    """A psutil process that loads and runs the model: MMS 1.1.11 starts ``model_service_worker.py``
-    once per worker and that process forks the one that holds the model, with the same command line."""
-    import psutil
-
-    try:
-        command, parent = process.cmdline(), process.parent()
-        if not any(part.endswith("model_service_worker.py") for part in command):
-            return False
-        return parent is not None and parent.cmdline() == command
-    except psutil.Error:
-        return False
 
 
 def private_tmp_env(folder: Path) -> dict[str, str]:

@@ -44,7 +44,7 @@ import pytest
 import requests
 
 import images
-from harness import ROOT, is_model_worker
+from harness import ROOT
 from keys import KeyPair, make_key
 from squeezenet_handler.cores import usable_cores
 from squeezenet_handler.health import HEALTH_DIR_ENV
@@ -53,7 +53,7 @@ from squeezenet_mar.build import BuildOptions, build_archive
 from squeezenet_mar.errors import DownloadError, SignatureVerifyError, VerifyError
 from squeezenet_mar.layout import SHA256SUMS, sha256_file, sha256sums, write_zip
 from squeezenet_mar.sagemaker import TAR_MTIME, model_tar_entries, write_model_tar
-from squeezenet_mar.server import free_port, fresh_private_folder
+from squeezenet_mar.server import free_port, fresh_private_folder, is_model_worker
 from squeezenet_mar.signatures import SigningKey, Trust
 from test_serving import same_prediction
 

@@ -41,11 +41,11 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 import images
-from harness import ROOT, is_model_worker
+from harness import ROOT
 from prometheus import Prometheus, running_prometheus
 from squeezenet_handler.metrics import METRICS_DIR_ENV, SECONDS_BUCKETS
 from squeezenet_mar.container.settings import ContainerError, settings_from_env
-from squeezenet_mar.server import free_port, read_properties, write_properties
+from squeezenet_mar.server import free_port, is_model_worker, read_properties, write_properties
 from squeezenet_mar.serving.front import FrontStatus
 from squeezenet_mar.serving.metrics import ServingCollector, prepare_metrics_dir, sweep_dead_workers
 

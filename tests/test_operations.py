@@ -24,8 +24,8 @@ import pytest
 import requests
 
 import images
-from harness import ROOT, is_model_worker
-from squeezenet_mar.server import free_port, read_properties, write_properties
+from harness import ROOT
+from squeezenet_mar.server import free_port, is_model_worker, read_properties, write_properties
 from squeezenet_mar.serving import Observation, Watchdog
 from squeezenet_mar.serving.front import front_status
 from test_serving import same_prediction
