@@ -80,19 +80,20 @@ def judge(
     served: dict[str, dict[str, Any]], reference: dict[str, Top], tolerance: float = TOLERANCE
 ) -> dict[str, Any]:
     """Every configuration's answers against the reference, and every pair of configurations."""
+    configurations = {
+        name: {**compare(answers, reference, tolerance), "answers": answers}
+        for name, answers in served.items()
+    }
     return {
         "tolerance": tolerance,
         "reference": REFERENCE,
         "images": list(reference),
         "reference_answers": reference,
-        "configurations": {
-            name: {**compare(answers, reference, tolerance), "answers": answers}
-            for name, answers in served.items()
-        },
+        "configurations": configurations,
         "pairs": {
             f"{a}/{b}": compare(served[a], served[b], tolerance) for a, b in itertools.combinations(served, 2)
         },
-        "all_same": all(compare(answers, reference, tolerance)["same"] for answers in served.values()),
+        "all_same": all(judged["same"] for judged in configurations.values()),
     }
 
 
