@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import requests
 
 from .common import ROOT, photo
 from .comparison import _cpu_seconds, ab_burst
+from .parity import first_200
+
+START_TIMEOUT_S = 120.0  # bounded: a frontend that never answers fails the run instead of hanging it
 
 
 def start(options: str, store: Path, home: Path, body: bytes) -> tuple[Any, float]:
@@ -49,11 +51,8 @@ def start(options: str, store: Path, home: Path, body: bytes) -> tuple[Any, floa
                 workers=DEFAULT_WORKERS,
             )
         )
-        while True:
-            with contextlib.suppress(requests.RequestException):
-                if requests.post(f"{server.inference_url}/predictions/m", data=body, timeout=10).ok:
-                    return server, time.monotonic() - began
-            time.sleep(0.02)
+        url = f"{server.inference_url}/predictions/m"
+        return server, first_200(url, body, began, server.running, START_TIMEOUT_S)
     except BaseException:
         server.stop()
         raise
