@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
 import io
 import json
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -239,3 +240,16 @@ def machine() -> dict[str, Any]:
 
 def load_average() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else []
+
+
+@contextlib.contextmanager
+def environment_kept() -> Iterator[None]:
+    """``os.environ`` as the block found it: the builder's smoke test loads the handler in this process,
+    which sets its variables there (``MMS_DECODE_INPUT_REQUEST``, ``MXNET_SUBGRAPH_VERBOSE``, ...); the
+    servers start from the caller's environment, as a user's shell starts them."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

@@ -22,7 +22,7 @@ from typing import Any
 
 import psutil
 
-from .common import ROOT, photo
+from .common import ROOT, environment_kept, photo
 from .comparison import _cpu_seconds, ab_burst
 from .parity import first_200
 
@@ -76,9 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="squeezenet-jvm-") as tmp:
         work = Path(tmp)
         model = build_squeezenet11(work / "squeezenet1.1.onnx", seed=0)
-        build_archive(
-            BuildOptions(model_file=model, output=work / "store" / "m.mar", model_name="m", progress=False)
-        )
+        with environment_kept():  # the smoke test's variables stay out of the servers' environment
+            build_archive(
+                BuildOptions(
+                    model_file=model, output=work / "store" / "m.mar", model_name="m", progress=False
+                )
+            )
         body_path = work / "photo.jpg"
         body_path.write_bytes(photo(500, 375, seed=100))
         body = body_path.read_bytes()

@@ -48,7 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,7 @@ import psutil
 import requests
 
 from .answers import answer_images, judge, reference_answers, served_answers
-from .common import ROOT, TESTS, BenchmarkError, photo
+from .common import ROOT, TESTS, BenchmarkError, environment_kept, photo
 from .comparison import ab_available, ab_burst, python_burst
 
 BEFORE_COMMIT = "7d5e790"  # issue 23's baseline
@@ -275,19 +275,6 @@ def before_tree(work: Path) -> tuple[Path, list[str]] | str:
             (packages / name).symlink_to(source)
     bootstrap = f"import sys; sys.path.insert(0, {str(packages)!r}); from squeezenet_mar.cli import main; "
     return tree, [sys.executable, "-c", bootstrap + "sys.exit(main())"]
-
-
-@contextlib.contextmanager
-def environment_kept() -> Iterator[None]:
-    """``os.environ`` as the block found it: the builder's smoke test loads the handler in this process,
-    which sets its variables there (``MMS_DECODE_INPUT_REQUEST``, ``MXNET_SUBGRAPH_VERBOSE``, ...); the
-    servers start from the caller's environment, as a user's shell starts them."""
-    saved = dict(os.environ)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def build_archives(model: Path, work: Path, before: list[str] | None) -> dict[str, Path]:
